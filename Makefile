@@ -1,0 +1,67 @@
+# secured_bio: the two commands a new user needs are `make demo` and `make test`.
+# Both create .venv themselves; a second run does not reinstall (stamp file).
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check
+STAMP := $(VENV)/.secured_bio-installed
+CORES ?= 2
+PYTEST_ARGS ?=
+# Reference tools from Debian used by cross-check tests (plink2/plink1.9 for GWAS, bcftools/tabix for VCF).
+SYSTEM_TOOLS := plink2 plink1.9 bcftools tabix
+export FLWR_TELEMETRY_ENABLED := 0
+export FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION := 1
+
+.PHONY: help install sysdeps demo report test lint constraints clean distclean
+
+help:  ## show the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+install: $(STAMP) sysdeps  ## create .venv and install secured_bio with every dependency
+
+# torch first, exactly 2.13.0 (the CPU build on this machine's disk; anything else pulls CUDA).
+# crypten with --no-deps (its metadata requires the deprecated `sklearn`; its real needs are
+# in pyproject.toml). Everything else is pinned by constraints.txt.
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install torch==2.13.0
+	$(PIP) install --no-deps crypten==0.4.1
+	$(PIP) install -c constraints.txt -e ".[dev]"
+	@touch $(STAMP)
+
+sysdeps:  ## install the Debian reference tools (plink2, plink1.9, bcftools, tabix) when missing
+	@missing=""; for t in $(SYSTEM_TOOLS); do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing reference tools:$$missing"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_TOOLS) >/dev/null) \
+	      || echo "warning: could not install$$missing; reference cross-checks will fail"; \
+	  else echo "warning: missing$$missing (install them: apt-get install $(SYSTEM_TOOLS))"; fi; \
+	fi
+
+demo: install  ## run every pilot on its demo cohort (3 sites) with Snakemake and print a summary
+	$(VENV)/bin/snakemake --cores $(CORES) --printshellcmds
+	@echo; cat results/summary.md
+	@echo; echo "Outputs are in results/; logs in logs/. HTML report: make report"
+
+report: install  ## Snakemake HTML report of the last demo run (results/report.html)
+	$(VENV)/bin/snakemake --report results/report.html
+
+test: install  ## run the test suite (unit, reference cross-checks, Snakemake runs)
+	$(PY) -m pytest -n $(CORES) --durations=15 $(PYTEST_ARGS)
+
+lint: install  ## ruff, mypy and snakemake --lint
+	$(VENV)/bin/ruff check secured_bio pilots tests benchmarks
+	$(VENV)/bin/mypy
+	$(VENV)/bin/snakemake --lint
+
+constraints: install  ## regenerate constraints.txt from the current .venv
+	$(PIP) freeze --exclude-editable | grep -v -i -E '^(secured-bio|torch)==' > constraints.txt
+
+clean:  ## remove workflow outputs
+	rm -rf results logs .snakemake
+
+distclean: clean  ## also remove the virtual environment
+	rm -rf $(VENV)

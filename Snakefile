@@ -1,0 +1,37 @@
+# secured_bio workflow: every pilot's demo cohort and outputs for config["sites"] sites.
+#
+#   snakemake --cores 2                 run everything (what `make demo` runs)
+#   snakemake --cores 2 -n              dry run
+#   snakemake --report report.html      HTML report of the last run
+#
+# Rules call the `secured-bio` command; logic lives in the library (secured_bio/).
+
+
+include: "workflows/rules/common.smk"
+include: "workflows/rules/genomic_access.smk"
+include: "workflows/rules/tumor_classification.smk"
+include: "workflows/rules/telemonitoring.smk"
+include: "workflows/rules/synthetic_education.smk"
+
+
+report: "workflows/report/workflow.rst"
+
+
+rule all:
+    input:
+        expand("results/{pilot}/run/metrics.json", pilot=config["pilots"]),
+        "results/summary.md",
+    default_target: True
+
+
+rule summary:
+    input:
+        expand("results/{pilot}/run/metrics.json", pilot=config["pilots"]),
+    output:
+        report("results/summary.md", category="Summary"),
+    log:
+        "logs/summary.log",
+    params:
+        results=subpath(output[0], parent=True),
+    shell:
+        "{SB} --log-file {log} summarize {params.results} --out {output} 2>> {log}"

@@ -1,0 +1,1 @@
+"""Synthetic patient cases for medical education (pilot ``synthetic_education``)."""

@@ -1,0 +1,1 @@
+"""Telemonitoring of children in oncology care (pilot ``telemonitoring``)."""

@@ -1,0 +1,197 @@
+"""Discovery of pilot plugins through the ``secured_bio.pilots`` entry-point group.
+
+Plugins are discovered only when the registry is asked (never at import time).  A plugin
+that fails to load raises :class:`~secured_bio.errors.PluginError` naming its distribution.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Mapping
+from importlib.metadata import EntryPoint, entry_points
+from pathlib import Path
+from typing import Any
+
+import pluggy
+
+from secured_bio._atomic import atomic_dir, atomic_write
+from secured_bio.errors import ConfigError, PluginError, UnknownPilotError, did_you_mean
+from secured_bio.pilots._spec import PROJECT, PilotHookSpecs, PilotSpec
+
+log = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = "secured_bio.pilots"
+METRICS_FORMAT = "secured_bio.pilot_metrics"
+METRICS_FORMAT_VERSION = 1
+
+
+def _dist_name(ep: EntryPoint) -> str:
+    dist = getattr(ep, "dist", None)
+    return f"{dist.name} {dist.version}" if dist is not None else "an unknown distribution"
+
+
+def plugin_manager() -> pluggy.PluginManager:
+    """Build a plugin manager with every pilot plugin of the entry-point group loaded.
+
+    Raises
+    ------
+    PluginError
+        If a plugin module cannot be imported, naming the distribution and entry point.
+    """
+    pm = pluggy.PluginManager(PROJECT)
+    pm.add_hookspecs(PilotHookSpecs)
+    for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        if pm.get_plugin(ep.name) is not None:
+            continue  # the same distribution seen twice on sys.path
+        try:
+            plugin = ep.load()
+        except Exception as e:
+            raise PluginError(
+                f"pilot plugin '{ep.name}' failed to load",
+                where=f"distribution {_dist_name(ep)}, entry point {ep.value}",
+                got=f"{type(e).__name__} while importing",
+                fix="reinstall or uninstall that distribution (pip uninstall ...)",
+            ) from e
+        pm.register(plugin, name=ep.name)
+    return pm
+
+
+def list_pilots() -> list[PilotSpec]:
+    """Return the specs of all registered pilots, sorted by name.
+
+    Raises
+    ------
+    PluginError
+        If a plugin fails to load, returns something other than a PilotSpec, or two
+        plugins register the same pilot name.
+    """
+    pm = plugin_manager()
+    specs: dict[str, PilotSpec] = {}
+    for plugin_name, plugin in pm.list_name_plugin():
+        impl = getattr(plugin, "secured_bio_register_pilot", None)
+        if impl is None:
+            raise PluginError(
+                f"pilot plugin '{plugin_name}' does not implement the hook",
+                where=f"entry point '{plugin_name}' in group {ENTRY_POINT_GROUP}",
+                expected="a function secured_bio_register_pilot() decorated with @hookimpl",
+            )
+        try:
+            spec = impl()
+        except PluginError:
+            raise
+        except Exception as e:
+            raise PluginError(
+                f"pilot plugin '{plugin_name}' failed while registering",
+                where=f"entry point '{plugin_name}'",
+                got=type(e).__name__,
+            ) from e
+        if not isinstance(spec, PilotSpec):
+            raise PluginError(
+                f"pilot plugin '{plugin_name}' returned the wrong type",
+                where=f"entry point '{plugin_name}'",
+                expected="secured_bio.pilots.PilotSpec",
+                got=type(spec).__name__,
+            )
+        if spec.name in specs:
+            raise PluginError(
+                f"two plugins register the pilot name '{spec.name}'",
+                where=f"entry point '{plugin_name}'",
+                fix="uninstall one of the distributions",
+            )
+        specs[spec.name] = spec
+    return [specs[k] for k in sorted(specs)]
+
+
+def get_pilot(name: str) -> PilotSpec:
+    """Return the spec of the pilot called ``name``.
+
+    Raises
+    ------
+    UnknownPilotError
+        If no pilot has that name; the message suggests the closest name.
+
+    Examples
+    --------
+    >>> get_pilot("genomic_access").name
+    'genomic_access'
+    """
+    specs = {s.name: s for s in list_pilots()}
+    if name not in specs:
+        raise UnknownPilotError(
+            f"unknown pilot '{name}'",
+            expected="one of: " + ", ".join(specs),
+            fix=did_you_mean(name, specs) or "run 'secured-bio pilots list'",
+        )
+    return specs[name]
+
+
+def pilot_config(spec: PilotSpec, config: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Validate a pilot config against the pilot's schema and fill in its defaults."""
+    from secured_bio.config import load_schema, validate_config
+
+    if spec.config_schema is None:
+        if config:
+            raise ConfigError(
+                f"pilot '{spec.name}' takes no config",
+                got=f"{len(config)} keys",
+                fix="run it without --config",
+            )
+        return {}
+    return validate_config(
+        config or {}, load_schema(spec.config_schema), where=f"pilot '{spec.name}' config"
+    )
+
+
+def _check_out_dir(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise ConfigError(
+            "output path exists and is not a folder", where=str(out), fix="choose another --out"
+        )
+    if out.is_dir() and any(out.iterdir()) and not (out / "metrics.json").is_file():
+        raise ConfigError(
+            "output folder is not empty and is not an earlier pilot run",
+            where=str(out),
+            expected="a new or empty folder, or one holding an earlier metrics.json",
+            fix="choose another --out (secured-bio never overwrites unrelated files)",
+        )
+
+
+def run_pilot(
+    name: str, out_dir: str | Path, config: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """Run a pilot end to end and write ``out_dir/metrics.json`` plus its outputs.
+
+    The pilot writes into a temporary folder next to ``out_dir`` that replaces ``out_dir``
+    only when the run succeeds, so a failed run leaves no half-written output.
+
+    Raises
+    ------
+    UnknownPilotError
+        If no pilot has that name.
+    ConfigError
+        If the config does not match the pilot's schema, or ``out_dir`` holds unrelated files.
+    """
+    spec = get_pilot(name)
+    cfg = pilot_config(spec, config)
+    out = Path(out_dir)
+    _check_out_dir(out)
+    start = time.perf_counter()
+    with atomic_dir(out) as tmp:
+        log.info("running pilot %s into %s", spec.name, out)
+        metrics = spec.run(tmp, cfg)
+        doc = {
+            "format": METRICS_FORMAT,
+            "format_version": METRICS_FORMAT_VERSION,
+            "pilot": spec.name,
+            "pilot_version": spec.version,
+            "status": spec.status,
+            "config": cfg,
+            "elapsed_s": round(time.perf_counter() - start, 3),
+            **metrics,
+        }
+        with atomic_write(tmp / "metrics.json") as fh:
+            json.dump(doc, fh, indent=2, sort_keys=False, default=str)
+            fh.write("\n")
+    return doc

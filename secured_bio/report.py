@@ -1,0 +1,67 @@
+"""Readable summaries of pilot runs (what ``make demo`` prints at the end)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from secured_bio.errors import FormatError, InputFileNotFoundError
+
+__all__ = ["summarize_results"]
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, key + "."))
+        elif isinstance(v, list):
+            out[key] = f"[{len(v)} items]"
+        else:
+            out[key] = v
+    return out
+
+
+def summarize_results(results: str | Path) -> str:
+    """Return a Markdown summary of every ``metrics.json`` found under ``results``.
+
+    Raises
+    ------
+    InputFileNotFoundError
+        If ``results`` does not exist or holds no metrics.json.
+    FormatError
+        If a metrics.json is not a pilot metrics document.
+    """
+    root = Path(results)
+    files = sorted(root.glob("**/metrics.json")) if root.is_dir() else []
+    if not files:
+        raise InputFileNotFoundError(
+            "no pilot results found",
+            where=str(root),
+            expected="at least one <pilot>/metrics.json",
+            fix="run the workflow first (make demo) or point to its results folder",
+        )
+    lines = ["# secured_bio results", ""]
+    for f in files:
+        try:
+            doc = json.loads(f.read_text(encoding="utf-8"))
+            pilot, status = doc["pilot"], doc["status"]
+        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            raise FormatError(
+                "not a pilot metrics file", where=str(f),
+                expected="JSON with 'pilot' and 'status'", fix="delete it and rerun the pilot",
+            ) from e
+        lines += [f"## {pilot} ({status})", "", f"- metrics: `{f}`"]
+        outputs = sorted(
+            p.relative_to(f.parent).as_posix()
+            for p in f.parent.rglob("*") if p.is_file() and p != f
+        )
+        lines.append(f"- outputs: {len(outputs)} files")
+        flat = _flatten({k: v for k, v in doc.items()
+                         if k not in ("format", "format_version", "pilot", "status", "config")})
+        for key, value in flat.items():
+            lines.append(f"- {key}: {value}")
+        lines.append("")
+    return "\n".join(lines)

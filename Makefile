@@ -11,6 +11,8 @@ CORES ?= 2
 PYTEST_ARGS ?=
 # Reference tools from Debian used by cross-check tests (plink2/plink1.9 for GWAS, bcftools/tabix for VCF).
 SYSTEM_TOOLS := plink2 plink1.9 bcftools tabix
+# Rules and tests call the `secured-bio` command: put the venv's bin/ first on PATH.
+export PATH := $(abspath $(VENV))/bin:$(PATH)
 export FLWR_TELEMETRY_ENABLED := 0
 export FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION := 1
 

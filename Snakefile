@@ -31,7 +31,9 @@ rule summary:
         report("results/summary.md", category="Summary"),
     log:
         "logs/summary.log",
+    conda:
+        "workflows/envs/secured_bio.yaml"
     params:
         results=subpath(output[0], parent=True),
     shell:
-        "{SB} --log-file {log} summarize {params.results} --out {output} 2>> {log}"
+        "secured-bio -v summarize {params.results} --out {output} 2> {log}"

@@ -25,7 +25,9 @@ CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 
 def _stderr(message: str, style: str = "bold red") -> None:
     from rich.console import Console
 
-    Console(stderr=True, highlight=False, soft_wrap=True).print(message, style=style)
+    from rich.markup import escape
+
+    Console(stderr=True, highlight=False, soft_wrap=True).print(escape(message), style=style)
 
 
 @click.group(context_settings=CONTEXT_SETTINGS)

@@ -10,9 +10,6 @@ configfile: "config/config.yaml"
 
 validate(config, "../schemas/config.schema.yaml")
 
-# The command that rules run; overridable for a different install (e.g. a cluster env).
-SB = config.get("secured_bio_command", "secured-bio")
-
 
 def demo_params(pilot):
     """Simulator parameters of one pilot as repeated --param KEY=VALUE options."""

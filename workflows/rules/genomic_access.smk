@@ -8,13 +8,15 @@ rule genomic_access_demo:
         directory("results/genomic_access/demo"),
     log:
         "logs/genomic_access/demo.log",
+    conda:
+        "../envs/secured_bio.yaml"
     params:
         sites=config["sites"],
         seed=config["seed"],
         extra=demo_params("genomic_access"),
     shell:
-        "{SB} --log-file {log} demo genomic_access --sites {params.sites} --seed {params.seed} "
-        "{params.extra} --out {output} 2>> {log}"
+        "secured-bio -v demo genomic_access --sites {params.sites} --seed {params.seed} "
+        "{params.extra} --out {output} 2> {log}"
 
 
 rule genomic_access_run:
@@ -25,9 +27,11 @@ rule genomic_access_run:
         validation="results/genomic_access/run/validation.json",
     log:
         "logs/genomic_access/run.log",
+    conda:
+        "../envs/secured_bio.yaml"
     params:
         out=subpath(output.metrics, parent=True),
         sites=config["sites"],
     shell:
-        "{SB} --log-file {log} pilots run genomic_access --data {input} --sites {params.sites} "
-        "--out {params.out} 2>> {log}"
+        "secured-bio -v pilots run genomic_access --data {input} --sites {params.sites} "
+        "--out {params.out} 2> {log}"

@@ -8,13 +8,15 @@ rule synthetic_education_demo:
         directory("results/synthetic_education/demo"),
     log:
         "logs/synthetic_education/demo.log",
+    conda:
+        "../envs/secured_bio.yaml"
     params:
         sites=config["sites"],
         seed=config["seed"],
         extra=demo_params("synthetic_education"),
     shell:
-        "{SB} --log-file {log} demo synthetic_education --sites {params.sites} --seed {params.seed} "
-        "{params.extra} --out {output} 2>> {log}"
+        "secured-bio -v demo synthetic_education --sites {params.sites} --seed {params.seed} "
+        "{params.extra} --out {output} 2> {log}"
 
 
 rule synthetic_education_run:
@@ -25,9 +27,11 @@ rule synthetic_education_run:
         validation="results/synthetic_education/run/validation.json",
     log:
         "logs/synthetic_education/run.log",
+    conda:
+        "../envs/secured_bio.yaml"
     params:
         out=subpath(output.metrics, parent=True),
         sites=config["sites"],
     shell:
-        "{SB} --log-file {log} pilots run synthetic_education --data {input} --sites {params.sites} "
-        "--out {params.out} 2>> {log}"
+        "secured-bio -v pilots run synthetic_education --data {input} --sites {params.sites} "
+        "--out {params.out} 2> {log}"

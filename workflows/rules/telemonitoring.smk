@@ -8,13 +8,15 @@ rule telemonitoring_demo:
         directory("results/telemonitoring/demo"),
     log:
         "logs/telemonitoring/demo.log",
+    conda:
+        "../envs/secured_bio.yaml"
     params:
         sites=config["sites"],
         seed=config["seed"],
         extra=demo_params("telemonitoring"),
     shell:
-        "{SB} --log-file {log} demo telemonitoring --sites {params.sites} --seed {params.seed} "
-        "{params.extra} --out {output} 2>> {log}"
+        "secured-bio -v demo telemonitoring --sites {params.sites} --seed {params.seed} "
+        "{params.extra} --out {output} 2> {log}"
 
 
 rule telemonitoring_run:
@@ -25,9 +27,11 @@ rule telemonitoring_run:
         validation="results/telemonitoring/run/validation.json",
     log:
         "logs/telemonitoring/run.log",
+    conda:
+        "../envs/secured_bio.yaml"
     params:
         out=subpath(output.metrics, parent=True),
         sites=config["sites"],
     shell:
-        "{SB} --log-file {log} pilots run telemonitoring --data {input} --sites {params.sites} "
-        "--out {params.out} 2>> {log}"
+        "secured-bio -v pilots run telemonitoring --data {input} --sites {params.sites} "
+        "--out {params.out} 2> {log}"

@@ -8,13 +8,15 @@ rule tumor_classification_demo:
         directory("results/tumor_classification/demo"),
     log:
         "logs/tumor_classification/demo.log",
+    conda:
+        "../envs/secured_bio.yaml"
     params:
         sites=config["sites"],
         seed=config["seed"],
         extra=demo_params("tumor_classification"),
     shell:
-        "{SB} --log-file {log} demo tumor_classification --sites {params.sites} --seed {params.seed} "
-        "{params.extra} --out {output} 2>> {log}"
+        "secured-bio -v demo tumor_classification --sites {params.sites} --seed {params.seed} "
+        "{params.extra} --out {output} 2> {log}"
 
 
 rule tumor_classification_run:
@@ -25,9 +27,11 @@ rule tumor_classification_run:
         validation="results/tumor_classification/run/validation.json",
     log:
         "logs/tumor_classification/run.log",
+    conda:
+        "../envs/secured_bio.yaml"
     params:
         out=subpath(output.metrics, parent=True),
         sites=config["sites"],
     shell:
-        "{SB} --log-file {log} pilots run tumor_classification --data {input} --sites {params.sites} "
-        "--out {params.out} 2>> {log}"
+        "secured-bio -v pilots run tumor_classification --data {input} --sites {params.sites} "
+        "--out {params.out} 2> {log}"

@@ -1,0 +1,138 @@
+"""The `secured-bio` command: help, exit codes, clear errors, no partial outputs."""
+
+import json
+
+import click
+import pytest
+
+from conftest import run_cli
+from secured_bio.cli import cli, main
+
+
+def _all_commands(group: click.Group, prefix=()):
+    for name, cmd in group.commands.items():
+        yield (*prefix, name)
+        if isinstance(cmd, click.Group):
+            yield from _all_commands(cmd, (*prefix, name))
+
+
+@pytest.mark.parametrize("path", [(), *_all_commands(cli)], ids=lambda p: " ".join(p) or "root")
+def test_help__every_command_explains_itself(path, capsys):
+    assert main([*path, "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "Usage: secured-bio" in out
+    cmd = cli
+    for name in path:
+        cmd = cmd.commands[name]
+    assert cmd.help and len(cmd.help.split()) >= 5, "every command needs a real description"
+
+
+def test_version(capsys):
+    assert main(["--version"]) == 0
+    assert "secured-bio, version" in capsys.readouterr().out
+
+
+def test_usage_errors__exit_2(capsys):
+    assert main(["no-such-command"]) == 2
+    assert main(["pilots", "run", "genomic_access"]) == 2  # --out missing
+    err = capsys.readouterr().err
+    assert "Missing option '--out'" in err
+
+
+def test_unknown_pilot__exit_2_with_suggestion(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["pilots", "run", "genomic_acces", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "unknown pilot 'genomic_acces'" in err and "did you mean 'genomic_access'" in err
+    assert not out.exists()
+
+
+def test_missing_config_file__exit_1_names_path(tmp_path, capsys):
+    cfg = tmp_path / "missing.yaml"
+    code = main(["pilots", "run", "telemonitoring", "--out", str(tmp_path / "o"), "--config",
+                 str(cfg)])
+    assert code == 1
+    assert f"config file not found [{cfg}]" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_bad_config_value__exit_2_names_key(tmp_path, capsys):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("demo:\n  patients_per_sit: 3\n")
+    assert main(["pilots", "run", "telemonitoring", "--out", str(tmp_path / "o"), "--config",
+                 str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert "unknown config key 'patients_per_sit'" in err
+    assert "did you mean 'patients_per_site'" in err
+
+
+def test_validate__missing_file_exit_1(tmp_path, capsys):
+    assert main(["validate", "vcf", str(tmp_path / "nope.vcf.gz")]) == 1
+    err = capsys.readouterr().err
+    assert "nope.vcf.gz" in err and "error:" in err
+
+
+def test_validate__unknown_kind_suggests(tmp_path, capsys):
+    f = tmp_path / "x.csv"
+    f.write_text("a\n1\n")
+    assert main(["validate", "vital", str(f)]) == 2
+    assert "did you mean 'vitals'" in capsys.readouterr().err
+
+
+def test_pilots_list__shows_four_pilots(cli_env):
+    res = run_cli("pilots", "list", env=cli_env)
+    assert res.returncode == 0, res.stderr
+    for name in ("genomic_access", "tumor_classification", "telemonitoring",
+                 "synthetic_education"):
+        assert name in res.stdout
+    assert "demo-data-only" in res.stdout
+
+
+def test_internal_error__does_not_echo_message(monkeypatch, capsys):
+    import secured_bio.pilots as pilots_mod
+
+    def boom():
+        raise RuntimeError("SECRET-VALUE-42")
+
+    monkeypatch.setattr(pilots_mod, "list_pilots", boom)
+    assert main(["pilots", "list"]) == 1
+    err = capsys.readouterr().err
+    assert "internal error: RuntimeError" in err and "SECRET-VALUE-42" not in err
+
+
+def test_summarize__no_results_is_clear(tmp_path, capsys):
+    assert main(["summarize", str(tmp_path)]) == 1
+    assert "no pilot results found" in capsys.readouterr().err
+
+
+TINY = {
+    "genomic_access": {"samples_per_site": 20, "n_variants": 60, "n_causal": 2},
+    "tumor_classification": {"subjects_per_site": 2},
+    "telemonitoring": {"patients_per_site": 2, "hours": 6},
+    "synthetic_education": {"n_rows": 60},
+}
+
+
+@pytest.mark.parametrize("pilot", sorted(TINY))
+def test_pilots_run__builtin_pilot_end_to_end(pilot, tmp_path, capsys):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(json.dumps({"sites": 2, "seed": 3, "demo": TINY[pilot]}))
+    out = tmp_path / "run"
+    assert main(["pilots", "run", pilot, "--out", str(out), "--config", str(cfg)]) == 0, (
+        capsys.readouterr().err
+    )
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["pilot"] == pilot and metrics["status"] == "demo-data-only"
+    assert metrics["config"]["sites"] == 2 and metrics["data"]["source"] == "simulated"
+    assert metrics["validation"]["all_ok"] is True and metrics["validation"]["files"] >= 1
+    reports = json.loads((out / "validation.json").read_text())
+    assert len(reports) == metrics["validation"]["files"]
+    assert not list(tmp_path.glob(".*tmp"))
+
+    # a second run into the same folder replaces it (it holds an earlier metrics.json)
+    assert main(["pilots", "run", pilot, "--out", str(out), "--config", str(cfg)]) == 0
+    # and running on the cohort just made (--data) validates the same files
+    out2 = tmp_path / "run2"
+    assert main(["pilots", "run", pilot, "--out", str(out2), "--data", str(out / "demo")]) == 0
+    m2 = json.loads((out2 / "metrics.json").read_text())
+    assert m2["data"]["source"] == "given" and m2["inputs"] == metrics["inputs"]

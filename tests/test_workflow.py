@@ -54,7 +54,8 @@ def test_config__schema_violation_is_reported(workdir, cli_env):
     (workdir / "config" / "config.yaml").write_text("sites: 0\n")
     res = snakemake("--dry-run", cwd=workdir, env=cli_env)
     assert res.returncode != 0
-    assert "sites" in res.stderr and "minimum" in res.stderr
+    out = res.stdout + res.stderr
+    assert "sites" in out and "minimum" in out
 
 
 @pytest.mark.slow

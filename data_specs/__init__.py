@@ -1,0 +1,1 @@
+"""Data specs (YAML) of every input kind that secured_bio validates; see ``secured_bio.specs``."""

@@ -14,13 +14,47 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["atomic_path", "atomic_write", "atomic_dir", "atomic_paths"]
+__all__ = ["atomic_path", "atomic_write", "atomic_dir", "atomic_paths", "check_replaceable_dir"]
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _tmp_name(path: Path) -> Path:
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # mkstemp creates 0600; give the final file the permissions a plain open() would.
+    os.fchmod(fd, 0o666 & ~_umask())
     os.close(fd)
     return Path(name)
+
+
+def check_replaceable_dir(path: str | os.PathLike[str], *, marker: str) -> None:
+    """Refuse to replace a folder that holds files secured_bio did not write.
+
+    ``path`` may be missing, empty, or an earlier output of ours (it holds ``marker``).
+
+    Raises
+    ------
+    ConfigError
+        If ``path`` is a file, or a non-empty folder without ``marker``.
+    """
+    from secured_bio.errors import ConfigError
+
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(
+            "output path exists and is not a folder", where=str(out), fix="choose another --out"
+        )
+    if out.is_dir() and any(out.iterdir()) and not (out / marker).is_file():
+        raise ConfigError(
+            "output folder is not empty and is not an earlier secured_bio output",
+            where=str(out),
+            expected=f"a new or empty folder, or one holding an earlier {marker}",
+            fix="choose another --out (secured-bio never overwrites unrelated files)",
+        )
 
 
 @contextlib.contextmanager
@@ -103,6 +137,7 @@ def atomic_dir(path: str | os.PathLike[str], *, overwrite: bool = True) -> Itera
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    tmp.chmod(0o777 & ~_umask())
     try:
         yield tmp
         if final.exists():

@@ -183,7 +183,7 @@ def validate(
 @click.argument("pilot")
 @click.option(
     "--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-    help="Folder for the demo cohort (written atomically).",
+    help="Folder for the demo cohort (replaced only when complete; never a folder of other files).",
 )
 @click.option("--sites", type=click.IntRange(min=1), default=3, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -200,7 +200,7 @@ def demo(pilot: str, out_dir: Path, sites: int, seed: int, params: tuple[str, ..
     telemonitoring        vitals long CSV and FHIR R4 bundle per site
     synthetic_education   clinical table with quasi-identifiers and a sensitive column
     """
-    from secured_bio.testing import simulate_cohort
+    from secured_bio.testing import write_demo_cohort
 
     kwargs: dict[str, Any] = {}
     for p in params:
@@ -208,9 +208,8 @@ def demo(pilot: str, out_dir: Path, sites: int, seed: int, params: tuple[str, ..
         if not sep or not key:
             raise click.BadParameter(f"expected KEY=VALUE, got {p!r}", param_hint="--param")
         kwargs[key] = _parse_scalar(raw)
-    cohort = simulate_cohort(out_dir, pilot=pilot, n_sites=sites, seed=seed, **kwargs)
+    write_demo_cohort(out_dir, pilot=pilot, n_sites=sites, seed=seed, **kwargs)
     _stderr(f"demo cohort for {pilot} ({sites} sites) written to {out_dir}", style="green")
-    del cohort
 
 
 def _parse_scalar(raw: str) -> Any:

@@ -136,3 +136,45 @@ def test_pilots_run__builtin_pilot_end_to_end(pilot, tmp_path, capsys):
     assert main(["pilots", "run", pilot, "--out", str(out2), "--data", str(out / "demo")]) == 0
     m2 = json.loads((out2 / "metrics.json").read_text())
     assert m2["data"]["source"] == "given" and m2["inputs"] == metrics["inputs"]
+
+
+def test_demo__replaces_own_cohort_whole_and_refuses_foreign_folder(tmp_path, capsys):
+    out = tmp_path / "cohort"
+    args = ["demo", "telemonitoring", "--out", str(out), "--param", "patients_per_site=1",
+            "--param", "hours=2"]
+    assert main([*args, "--sites", "3"]) == 0
+    assert (out / "site3").is_dir()
+    manifest = json.loads((out / "cohort.json").read_text())
+    assert manifest["pilot"] == "telemonitoring" and manifest["sites"] == ["site1", "site2",
+                                                                         "site3"]
+    assert main([*args, "--sites", "2"]) == 0
+    assert not (out / "site3").exists(), "a smaller rerun must not leave stale sites"
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep")
+    assert main(["demo", "telemonitoring", "--out", str(foreign)]) == 2
+    assert "not an earlier secured_bio output" in capsys.readouterr().err
+    assert sorted(p.name for p in foreign.iterdir()) == ["notes.txt"]
+
+
+def test_demo__bad_param_is_usage_error(tmp_path, capsys):
+    out = tmp_path / "c"
+    assert main(["demo", "genomic_access", "--out", str(out), "--param", "samples=5"]) == 2
+    assert "did you mean 'samples_per_site'" in capsys.readouterr().err
+    assert not out.exists()
+    assert main(["demo", "genomic_access", "--out", str(out), "--param", "oops"]) == 2
+
+
+def test_outputs__have_normal_permissions(tmp_path):
+    import os
+    import stat
+
+    out = tmp_path / "c"
+    assert main(["demo", "synthetic_education", "--out", str(out), "--sites", "1",
+                 "--param", "n_rows=20"]) == 0
+    mask = os.umask(0)
+    os.umask(mask)
+    for p in [out, *out.rglob("*")]:
+        mode = stat.S_IMODE(p.stat().st_mode)
+        want = (0o777 if p.is_dir() else 0o666) & ~mask
+        assert mode == want, (p.name, oct(mode))

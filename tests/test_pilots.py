@@ -159,6 +159,6 @@ def test_run_pilot__bad_config_and_foreign_out_dir(tiny_site, monkeypatch, tmp_p
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "precious.txt").write_text("keep me")
-    with pytest.raises(ConfigError, match="not empty and is not an earlier pilot run"):
+    with pytest.raises(ConfigError, match="not empty and is not an earlier secured_bio output"):
         run_pilot("tiny_pilot", foreign, {})
     assert (foreign / "precious.txt").read_text() == "keep me"

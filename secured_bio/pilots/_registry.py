@@ -16,7 +16,7 @@ from typing import Any
 
 import pluggy
 
-from secured_bio._atomic import atomic_dir, atomic_write
+from secured_bio._atomic import atomic_dir, atomic_write, check_replaceable_dir
 from secured_bio.errors import ConfigError, PluginError, UnknownPilotError, did_you_mean
 from secured_bio.pilots._spec import PROJECT, PilotHookSpecs, PilotSpec
 
@@ -144,20 +144,6 @@ def pilot_config(spec: PilotSpec, config: Mapping[str, Any] | None = None) -> di
     )
 
 
-def _check_out_dir(out: Path) -> None:
-    if out.exists() and not out.is_dir():
-        raise ConfigError(
-            "output path exists and is not a folder", where=str(out), fix="choose another --out"
-        )
-    if out.is_dir() and any(out.iterdir()) and not (out / "metrics.json").is_file():
-        raise ConfigError(
-            "output folder is not empty and is not an earlier pilot run",
-            where=str(out),
-            expected="a new or empty folder, or one holding an earlier metrics.json",
-            fix="choose another --out (secured-bio never overwrites unrelated files)",
-        )
-
-
 def run_pilot(
     name: str, out_dir: str | Path, config: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:
@@ -176,7 +162,7 @@ def run_pilot(
     spec = get_pilot(name)
     cfg = pilot_config(spec, config)
     out = Path(out_dir)
-    _check_out_dir(out)
+    check_replaceable_dir(out, marker="metrics.json")
     start = time.perf_counter()
     with atomic_dir(out) as tmp:
         log.info("running pilot %s into %s", spec.name, out)

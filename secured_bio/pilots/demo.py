@@ -56,7 +56,7 @@ def demo_data_run(
         If an input violates its spec (raised by :func:`secured_bio.specs.validate`).
     """
     from secured_bio.specs import validate
-    from secured_bio.testing import simulate_cohort
+    from secured_bio.testing import COHORT_MANIFEST, write_demo_cohort
 
     if config.get("data"):
         data = Path(config["data"])
@@ -68,11 +68,13 @@ def demo_data_run(
         source = "given"
     else:
         data = out_dir / "demo"
-        simulate_cohort(
+        write_demo_cohort(
             data, pilot=pilot, n_sites=int(config["sites"]), seed=int(config["seed"]),
             **dict(config.get("demo") or {}),
         )
         source = "simulated"
+    manifest_file = data / COHORT_MANIFEST
+    manifest = json.loads(manifest_file.read_text()) if manifest_file.is_file() else {}
     jobs: list[tuple[str, Path, dict[str, Any]]] = []
     for kind, pattern, options in inputs:
         matches = sorted(data.glob(pattern))
@@ -102,7 +104,7 @@ def demo_data_run(
     log.info("%s: %d input files validated", pilot, len(reports))
     return {
         "data": {"source": source, "folder": "demo" if source == "simulated" else str(data),
-                 "sites": int(config["sites"]) if source == "simulated" else None},
+                 "sites": len(manifest["sites"]) if "sites" in manifest else None},
         "inputs": counts,
         "validation": {"files": len(reports), "all_ok": all(r["ok"] for r in reports),
                        "warnings": sum(len(r["warnings"]) for r in reports),

@@ -24,7 +24,6 @@ CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 
 
 def _stderr(message: str, style: str = "bold red") -> None:
     from rich.console import Console
-
     from rich.markup import escape
 
     Console(stderr=True, highlight=False, soft_wrap=True).print(escape(message), style=style)
@@ -144,7 +143,9 @@ def _split_cols(value: str | None) -> list[str] | None:
 @cli.command()
 @click.argument("kind")
 @click.argument("path", type=click.Path(path_type=Path))
-@click.option("--atlas", type=click.Path(path_type=Path), help="nifti: label atlas on the same grid.")
+@click.option(
+    "--atlas", type=click.Path(path_type=Path), help="nifti: label atlas on the same grid."
+)
 @click.option("--qi", help="clinical: comma-separated quasi-identifier columns.")
 @click.option("--sensitive", help="clinical: the sensitive column.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
@@ -183,7 +184,7 @@ def validate(
 @click.argument("pilot")
 @click.option(
     "--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-    help="Folder for the demo cohort (replaced only when complete; never a folder of other files).",
+    help="Folder for the demo cohort (replaced only when complete; never others' files).",
 )
 @click.option("--sites", type=click.IntRange(min=1), default=3, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)

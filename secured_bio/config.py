@@ -90,10 +90,11 @@ def validate_config(
     ...           "properties": {"sites": {"type": "integer", "minimum": 1, "default": 3}}}
     >>> validate_config({"sites": 2}, schema)
     {'sites': 2}
-    >>> validate_config({"site": 2}, schema)
-    Traceback (most recent call last):
-    ...
-    secured_bio.errors.ConfigError: unknown config key 'site' [config]: expected one of: sites. Fix: did you mean 'sites'?
+    >>> try:
+    ...     validate_config({"site": 2}, schema)
+    ... except ConfigError as e:
+    ...     print(e.what, "|", e.fix)
+    unknown config key 'site' | did you mean 'sites'?
     """
     import jsonschema
 

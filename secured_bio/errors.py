@@ -44,11 +44,10 @@ class SecuredBioError(Exception):
 
     Examples
     --------
-    >>> e = SecuredBioError("phenotype column is constant", where="pheno.tsv:column 'bmi'",
-    ...                     expected="at least 2 distinct values", got="1 distinct value",
-    ...                     fix="choose another --pheno-name")
+    >>> e = SecuredBioError("constant phenotype", where="pheno.tsv:bmi",
+    ...                     expected="2+ values", got="1 value", fix="choose another column")
     >>> print(e)
-    phenotype column is constant [pheno.tsv:column 'bmi']: expected at least 2 distinct values, got 1 distinct value. Fix: choose another --pheno-name
+    constant phenotype [pheno.tsv:bmi]: expected 2+ values, got 1 value. Fix: choose another column
     """
 
     def __init__(

@@ -24,6 +24,28 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+#: Headline figures of a validation summary, per kind, in the order they are shown.
+_HEADLINE = ("samples", "records", "rows", "subjects", "entries", "shape", "tr_seconds")
+
+
+def _inputs_table(validation: Path) -> list[str]:
+    """Return a Markdown table of the validated input files (one row per file)."""
+    if not validation.is_file():
+        return []
+    reports = json.loads(validation.read_text(encoding="utf-8"))
+    rows = ["", "| input | kind | figures |", "| --- | --- | --- |"]
+    for r in reports:
+        summary = r.get("summary", {})
+        figures = ", ".join(
+            f"{k} {'x'.join(map(str, v)) if isinstance(v, list) else v}"
+            for k in _HEADLINE if (v := summary.get(k)) is not None
+        )
+        if isinstance(summary.get("traits"), dict):
+            figures += ", traits " + ", ".join(f"{k} ({t})" for k, t in summary["traits"].items())
+        rows.append(f"| `{r.get('path', '?')}` | {r.get('kind', '?')} | {figures} |")
+    return [*rows, ""]
+
+
 def summarize_results(results: str | Path) -> str:
     """Return a Markdown summary of every ``metrics.json`` found under ``results``.
 
@@ -59,6 +81,7 @@ def summarize_results(results: str | Path) -> str:
             for p in f.parent.rglob("*") if p.is_file() and p != f
         )
         lines.append(f"- outputs: {len(outputs)} files")
+        lines += _inputs_table(f.parent / "validation.json")
         flat = _flatten({k: v for k, v in doc.items()
                          if k not in ("format", "format_version", "pilot", "status", "config")})
         for key, value in flat.items():

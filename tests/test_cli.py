@@ -4,8 +4,8 @@ import json
 
 import click
 import pytest
-
 from conftest import run_cli
+
 from secured_bio.cli import cli, main
 
 

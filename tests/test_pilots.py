@@ -7,8 +7,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from conftest import run_cli
+
 from secured_bio.errors import ConfigError, PluginError, UnknownPilotError
 from secured_bio.pilots import PilotSpec, get_pilot, list_pilots, run_pilot
 

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import BIN, REPO
 
 pytestmark = pytest.mark.snakemake

@@ -32,7 +32,10 @@ def secured_bio_register_pilot() -> PilotSpec:
     """Register the ``genomic_access`` pilot."""
     return PilotSpec(
         name=NAME,
-        description="Secure multi-site GWAS (CrypTen parties) on VCF cohorts; equals pooled PLINK.",
+        description=(
+            "Secure multi-site GWAS (CrypTen "
+            "parties) on VCF cohorts; equals pooled PLINK."
+        ),
         run=run,
         status="demo-data-only",
         config_schema=HERE / "config.schema.yaml",

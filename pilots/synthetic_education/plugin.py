@@ -30,7 +30,10 @@ def secured_bio_register_pilot() -> PilotSpec:
     """Register the ``synthetic_education`` pilot."""
     return PilotSpec(
         name=NAME,
-        description="Synthetic patient cases (tables, vitals, images) evaluated for fidelity, utility, privacy.",
+        description=(
+            "Synthetic patient cases (tables, vitals, "
+            "images) evaluated for fidelity, utility, privacy."
+        ),
         run=run,
         status="demo-data-only",
         config_schema=HERE / "config.schema.yaml",

@@ -31,7 +31,10 @@ def secured_bio_register_pilot() -> PilotSpec:
     """Register the ``telemonitoring`` pilot."""
     return PilotSpec(
         name=NAME,
-        description="Predict paediatric deterioration from vital signs (FHIR); PEWS baseline, DP federated model.",
+        description=(
+            "Predict paediatric deterioration from vital "
+            "signs (FHIR); PEWS baseline, DP federated model."
+        ),
         run=run,
         status="demo-data-only",
         config_schema=HERE / "config.schema.yaml",

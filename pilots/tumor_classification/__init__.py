@@ -1,1 +1,1 @@
-"""Real-time brain tumour classification from fMRI / functional ultrasound connectivity (pilot ``tumor_classification``)."""
+"""Real-time brain tumour classification from fMRI / fUS connectivity (``tumor_classification``)."""

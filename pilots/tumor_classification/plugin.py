@@ -1,4 +1,6 @@
-"""Pilot plugin ``tumor_classification``: real-time brain tumour classification from fMRI / functional ultrasound connectivity.
+"""Pilot plugin ``tumor_classification``: real-time brain tumour classification.
+
+Tumour classes are predicted from fMRI / functional-ultrasound connectivity.
 
 Sites hold 4D NIfTI series and a label atlas; connectivity, models and federation are
 built under issue 4. Today the pilot makes and validates its demo cohort.
@@ -30,7 +32,10 @@ def secured_bio_register_pilot() -> PilotSpec:
     """Register the ``tumor_classification`` pilot."""
     return PilotSpec(
         name=NAME,
-        description="Federated (Flower) MONAI tumour classifier on fMRI/fUS connectivity, with fairness audit.",
+        description=(
+            "Federated (Flower) MONAI tumour classifier "
+            "on fMRI/fUS connectivity, with fairness audit."
+        ),
         run=run,
         status="demo-data-only",
         config_schema=HERE / "config.schema.yaml",

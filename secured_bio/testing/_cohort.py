@@ -212,7 +212,8 @@ def write_demo_cohort(
     --------
     >>> import tempfile, pathlib
     >>> d = pathlib.Path(tempfile.mkdtemp()) / "tm"
-    >>> write_demo_cohort(d, pilot="telemonitoring", n_sites=1, patients_per_site=1, hours=2)["sites"]
+    >>> m = write_demo_cohort(d, pilot="telemonitoring", n_sites=1, patients_per_site=1, hours=2)
+    >>> m["sites"]
     ['site1']
     >>> (d / "cohort.json").is_file()
     True

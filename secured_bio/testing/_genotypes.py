@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from secured_bio._atomic import atomic_paths, atomic_write
+from secured_bio._progress import track
 from secured_bio.errors import ConfigError
 from secured_bio.testing._common import (
     as_dir,
@@ -277,7 +278,8 @@ def simulate_genotypes(
             w.write(_vcf_header(chrom, seq_len, sample_ids[i * samples_per_site:
                                                           (i + 1) * samples_per_site]))
         var = tskit.Variant(ts)
-        for row, site_id in enumerate(chosen):
+        rows = track(enumerate(chosen), f"writing {n_sites} site VCFs", total=n_variants)
+        for row, site_id in rows:
             var.decode(int(site_id))  # increasing site ids: tskit walks the trees once
             dosage = var.genotypes.reshape(-1, 2).sum(axis=1)[perm]
             if flip[row]:

@@ -178,3 +178,43 @@ def test_outputs__have_normal_permissions(tmp_path):
         mode = stat.S_IMODE(p.stat().st_mode)
         want = (0o777 if p.is_dir() else 0o666) & ~mask
         assert mode == want, (p.name, oct(mode))
+
+
+def test_validate__wrong_format_and_schema_violation_exit_1(tmp_path, capsys):
+    not_vcf = tmp_path / "x.vcf"
+    not_vcf.write_text("this is not a VCF\n")
+    assert main(["validate", "vcf", str(not_vcf)]) == 1
+    err = capsys.readouterr().err
+    assert "x.vcf" in err and "expected" in err
+    vitals = tmp_path / "v.csv"
+    vitals.write_text("patient_id,time,vital,value,unit\n"
+                      "p1,2026-01-01T08:00:00+01:00,heart_rate,120,/min\n"
+                      "p1,2026-01-01T09:00:00+01:00,heart_rate,999,/min\n")
+    assert main(["validate", "vitals", str(vitals)]) == 1
+    err = capsys.readouterr().err
+    assert "v.csv" in err and "line 3" in err and "999" not in err
+
+
+def test_validate__json_report(tmp_path, capsys):
+    assert main(["demo", "synthetic_education", "--out", str(tmp_path / "d"), "--sites", "1",
+                 "--param", "n_rows=30"]) == 0
+    capsys.readouterr()
+    csv = tmp_path / "d" / "site1" / "clinical.csv"
+    assert main(["validate", "clinical", str(csv), "--qi", "age,sex,postcode",
+                 "--sensitive", "diagnosis", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["kind"] == "clinical" and report["ok"] is True
+    assert report["summary"]["rows"] == 30
+
+
+def test_pilots_run__corrupt_cohort_fails_without_output(tmp_path, capsys):
+    data = tmp_path / "cohort"
+    assert main(["demo", "genomic_access", "--out", str(data), "--sites", "2",
+                 "--param", "samples_per_site=10", "--param", "n_variants=30"]) == 0
+    vcf = data / "site2.vcf.gz"
+    vcf.write_bytes(vcf.read_bytes()[: vcf.stat().st_size // 2])  # truncated BGZF
+    out = tmp_path / "run"
+    assert main(["pilots", "run", "genomic_access", "--data", str(data), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "site2.vcf.gz" in err
+    assert not out.exists() and not list(tmp_path.glob(".run.*"))

@@ -148,10 +148,15 @@ def _split_cols(value: str | None) -> list[str] | None:
 )
 @click.option("--qi", help="clinical: comma-separated quasi-identifier columns.")
 @click.option("--sensitive", help="clinical: the sensitive column.")
+@click.option("--id-column", help="clinical: the record ID column (default patient_id).")
+@click.option(
+    "--max-records", type=click.IntRange(min=1),
+    help="vcf: scan only the first N records (default: all; headers are always checked).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
 def validate(
     kind: str, path: Path, atlas: Path | None, qi: str | None, sensitive: str | None,
-    as_json: bool,
+    id_column: str | None, max_records: int | None, as_json: bool,
 ) -> None:
     """Check the input at PATH against the data spec of KIND.
 
@@ -169,6 +174,10 @@ def validate(
         options["qi"] = _split_cols(qi)
     if sensitive is not None:
         options["sensitive"] = sensitive
+    if id_column is not None:
+        options["id_column"] = id_column
+    if max_records is not None:
+        options["max_records"] = max_records
     report = validate_input(kind, path, **options)
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2, default=str))

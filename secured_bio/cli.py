@@ -21,6 +21,46 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
+#: Command groups that live beside their domain module, loaded only when used or listed:
+#: ``name -> "module:attribute"``. A group whose module is absent is not offered.
+LAZY_GROUPS = {
+    "genomics": "secured_bio.genomics.cli:genomics",
+    "gwas": "secured_bio.genomics.gwas_cli:gwas",
+}
+
+
+def _module_exists(target: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(target.partition(":")[0]) is not None
+    except ModuleNotFoundError:  # the parent package is absent
+        return False
+
+
+class _LazyGroup(click.Group):
+    """A click group whose domain sub-groups are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        lazy = [name for name, target in LAZY_GROUPS.items() if _module_exists(target)]
+        return sorted({*super().list_commands(ctx), *lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in LAZY_GROUPS and cmd_name not in self.commands:
+            import importlib
+
+            module, _, attr = LAZY_GROUPS[cmd_name].partition(":")
+            try:
+                mod = importlib.import_module(module)
+            except ModuleNotFoundError as e:
+                if not _module_exists(LAZY_GROUPS[cmd_name]) and e.name and module.startswith(
+                    e.name
+                ):
+                    return None
+                raise
+            self.add_command(getattr(mod, attr), cmd_name)
+        return super().get_command(ctx, cmd_name)
+
 
 def _stderr(message: str, style: str = "bold red") -> None:
     from rich.console import Console
@@ -29,7 +69,7 @@ def _stderr(message: str, style: str = "bold red") -> None:
     Console(stderr=True, highlight=False, soft_wrap=True).print(escape(message), style=style)
 
 
-@click.group(context_settings=CONTEXT_SETTINGS)
+@click.group(cls=_LazyGroup, context_settings=CONTEXT_SETTINGS)
 @click.version_option(package_name="secured-bio", prog_name="secured-bio")
 @click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
 @click.option("-q", "--quiet", is_flag=True, help="Only errors.")

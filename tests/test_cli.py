@@ -10,7 +10,9 @@ from secured_bio.cli import cli, main
 
 
 def _all_commands(group: click.Group, prefix=()):
-    for name, cmd in group.commands.items():
+    ctx = click.Context(group)
+    for name in group.list_commands(ctx):
+        cmd = group.get_command(ctx, name)
         yield (*prefix, name)
         if isinstance(cmd, click.Group):
             yield from _all_commands(cmd, (*prefix, name))
@@ -23,7 +25,7 @@ def test_help__every_command_explains_itself(path, capsys):
     assert "Usage: secured-bio" in out
     cmd = cli
     for name in path:
-        cmd = cmd.commands[name]
+        cmd = cmd.get_command(click.Context(cmd), name)
     assert cmd.help and len(cmd.help.split()) >= 5, "every command needs a real description"
 
 

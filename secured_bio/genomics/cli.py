@@ -1,0 +1,105 @@
+"""``secured-bio genomics``: ingest VCF/BCF into a genotype store, and genotype QC.
+
+Loaded lazily by :mod:`secured_bio.cli` (``LAZY_GROUPS``); errors raised here are turned into
+one-line messages and exit codes by ``secured_bio.cli.main``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from secured_bio.genomics.ingest import MULTIALLELIC_MODES
+from secured_bio.genomics.store import DEFAULT_CHUNK_SIZE
+
+_FRACTION = click.FloatRange(0.0, 1.0)
+
+
+@click.group()
+def genomics() -> None:
+    """Genotype data: ingest VCF/BCF into a zarr store, and QC equal to plink2's.
+
+    \b
+    secured-bio genomics ingest --vcf site1.vcf.gz --out site1.zarr
+    secured-bio genomics qc --zarr site1.zarr --out qc/site1 --min-call-rate 0.98
+    """
+
+
+@genomics.command()
+@click.option("--vcf", "vcf", required=True, type=click.Path(path_type=Path),
+              help="VCF (plain, bgzipped or gzipped) or BCF file.")
+@click.option("--out", "out", required=True, type=click.Path(path_type=Path),
+              help="Store folder to write (e.g. site1.zarr); replaced only when complete.")
+@click.option("--chunk-size", type=click.IntRange(min=1), default=DEFAULT_CHUNK_SIZE,
+              show_default=True,
+              help="Variants per chunk; memory is about 4 bytes x chunk size x samples.")
+@click.option("--multiallelic", type=click.Choice(MULTIALLELIC_MODES), default="split",
+              show_default=True,
+              help="split: one biallelic variant per ALT (as bcftools norm -m-any); skip: drop.")
+@click.option("--region", default=None, metavar="CONTIG[:START-END]",
+              help="Read only this region through the .tbi/.csi index.")
+def ingest(vcf: Path, out: Path, chunk_size: int, multiallelic: str, region: str | None
+           ) -> None:
+    """Stream a VCF/BCF into a chunked, compressed zarr v3 genotype store.
+
+    Prints one line: samples, variants, and how many multi-allelic records were split or
+    skipped. Missing, phased, haploid and half-missing calls are kept as they are.
+    """
+    from secured_bio.genomics.ingest import ingest_vcf
+
+    report = ingest_vcf(vcf, out, chunk_size=chunk_size, multiallelic=multiallelic,
+                        region=region)
+    click.echo(report.summary())
+
+
+@genomics.command()
+@click.option("--zarr", "zarr_path", type=click.Path(path_type=Path),
+              help="Genotype store written by 'secured-bio genomics ingest'.")
+@click.option("--vcf", "vcf", type=click.Path(path_type=Path),
+              help="Or a VCF/BCF, ingested into a temporary store first.")
+@click.option("--out", "prefix", required=True, type=click.Path(path_type=Path),
+              help="Output prefix: writes PREFIX.afreq/.hardy/.vmiss/.smiss/.het/.qc.json.")
+@click.option("--min-call-rate", type=_FRACTION, default=None,
+              help="Keep variants with call rate >= X (plink2 --geno 1-X).")
+@click.option("--min-maf", type=_FRACTION, default=None,
+              help="Keep variants with minor allele frequency >= X (plink2 --maf).")
+@click.option("--hwe-p", type=_FRACTION, default=None,
+              help="Keep variants with HWE exact-test p >= X (plink2 --hwe).")
+@click.option("--max-sample-missing", type=_FRACTION, default=None,
+              help="Keep samples with missing fraction <= X (plink2 --mind; applied first).")
+@click.option("--hwe-midp", is_flag=True, help="Mid-p HWE values (plink2 --hardy midp).")
+def qc(zarr_path: Path | None, vcf: Path | None, prefix: Path, min_call_rate: float | None,
+       min_maf: float | None, hwe_p: float | None, max_sample_missing: float | None,
+       hwe_midp: bool) -> None:
+    """Per-variant and per-sample QC with plink2's file formats, and threshold filters.
+
+    \b
+    Reports (plink2 column names, numbers printed as plink2 prints them):
+      PREFIX.afreq  PREFIX.hardy  PREFIX.vmiss  PREFIX.smiss  PREFIX.het
+    Reports describe all variants and samples.  With filters, also writes
+    PREFIX.qc_pass.variants.tsv and PREFIX.qc_pass.samples.tsv (what passes), and
+    PREFIX.qc.json always holds the counts.
+    """
+    from secured_bio.genomics.qc import qc_filter, write_qc_filter, write_qc_reports
+    from secured_bio.genomics.store import open_genotypes
+
+    if (zarr_path is None) == (vcf is None):
+        raise click.UsageError("give exactly one of --zarr and --vcf")
+    source = zarr_path if zarr_path is not None else vcf
+    assert source is not None
+    filters = any(x is not None for x in (min_call_rate, min_maf, hwe_p, max_sample_missing))
+    with open_genotypes(source) as store:
+        result = qc_filter(store, min_call_rate=min_call_rate, min_maf=min_maf, hwe_p=hwe_p,
+                           max_sample_missing=max_sample_missing, midp=hwe_midp,
+                           progress=True)
+        files = write_qc_reports(result.stats, prefix)
+        files += write_qc_filter(result, prefix, source=source.name, pass_lists=filters)
+    c = result.counts
+    line = f"QC of {source.name}: {c['samples']} samples, {c['variants']} variants"
+    if filters:
+        line += (f"; kept {c['samples_kept']} samples and {c['variants_kept']} variants "
+                 f"(removed: {c['samples_removed_missing']} samples for missingness, "
+                 f"{c['variants_removed_call_rate']} variants for call rate, "
+                 f"{c['variants_removed_hwe']} for HWE, {c['variants_removed_maf']} for MAF)")
+    click.echo(f"{line} -> {prefix}.{{{','.join(f.name.split('.', 1)[1] for f in files)}}}")

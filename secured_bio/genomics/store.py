@@ -1,0 +1,706 @@
+"""The genotype store: a versioned zarr v3 group of genotype calls, and its reader.
+
+One store holds one cohort's (one site's) biallelic genotype calls, as written by
+:func:`secured_bio.genomics.ingest_vcf`.  Variables follow sgkit's names and conventions
+(sgkit's ``call_genotype`` fill value -2 marks the "non-allele" of a haploid call):
+
+======================== ==================== ====== ==============================================
+variable                 dims                 dtype  meaning
+======================== ==================== ====== ==============================================
+``call_genotype``        variants, samples,   int8   allele index per haplotype: 0 = REF, 1 = ALT,
+                         ploidy (2)                  -1 = missing, -2 = non-allele (a haploid call
+                                                     keeps its allele in ``[..., 0]``)
+``call_genotype_phased`` variants, samples    bool   True where the VCF call was phased (``0|1``)
+``variant_contig``       variants             str    CHROM
+``variant_position``     variants             int64  POS (1-based, as in the VCF)
+``variant_id``           variants             str    ID (``'.'`` when the VCF has none)
+``variant_allele``       variants, alleles(2) str    REF, ALT (``'.'`` for a record without ALT)
+``sample_id``            samples              str    sample names from the VCF header
+======================== ==================== ====== ==============================================
+
+Genotype arrays are chunked along variants only (``chunk_size`` variants x all samples per
+chunk) and compressed with Blosc/zstd (bit-shuffled); string arrays use zarr's default codecs.
+Chunks of ``call_genotype_phased`` without any phased call are not written (they read as
+False), so unphased data costs nothing there.
+The group's attributes carry ``format`` (``"secured_bio.genotypes"``), ``format_version``,
+``source`` (the input file's name, never its folder), ``n_samples``, ``n_variants``,
+``multiallelic`` (``{"split": n}`` or ``{"skip": n}``, multi-allelic records seen) and
+provenance counts.  :func:`open_genotypes` refuses another format or a newer version.
+
+Reading is streaming: :meth:`GenotypeStore.iter_dosage` and
+:meth:`GenotypeStore.iter_genotypes` yield one slice of variants at a time, so memory is
+bounded by ``chunk_size x n_samples``, never by the cohort.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import os
+import shutil
+import tempfile
+import weakref
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from secured_bio.errors import ConfigError, FormatError, InputFileNotFoundError
+
+__all__ = [
+    "FORMAT_NAME",
+    "FORMAT_VERSION",
+    "DEFAULT_CHUNK_SIZE",
+    "MISSING_ALLELE",
+    "FILL_ALLELE",
+    "VARIABLES",
+    "Variable",
+    "GenotypeStore",
+    "open_genotypes",
+    "is_vcf_path",
+    "genotype_dosage",
+]
+
+FORMAT_NAME = "secured_bio.genotypes"
+"""Value of the ``format`` attribute of every genotype store."""
+FORMAT_VERSION = 1
+"""Store format version written and read by this release (newer versions are refused)."""
+DEFAULT_CHUNK_SIZE = 10_000
+"""Variants per chunk (all samples in every chunk)."""
+MISSING_ALLELE = -1
+"""``call_genotype`` value of a missing allele call (``.``)."""
+FILL_ALLELE = -2
+"""``call_genotype`` value of the absent second allele of a haploid call (sgkit's fill)."""
+
+_VCF_SUFFIXES = (".vcf", ".vcf.gz", ".vcf.bgz", ".bcf")
+
+
+@dataclass(frozen=True)
+class Variable:
+    """Specification of one store variable (sgkit-style variable spec).
+
+    Attributes
+    ----------
+    name
+        Array name in the zarr group.
+    dims
+        Dimension names, in order.
+    kind
+        numpy dtype kind: ``"i"`` (signed integer), ``"b"`` (bool) or ``"T"`` (string).
+    description
+        Meaning of the variable.
+    """
+
+    name: str
+    dims: tuple[str, ...]
+    kind: str
+    description: str
+
+
+VARIABLES: Mapping[str, Variable] = {
+    v.name: v
+    for v in (
+        Variable("call_genotype", ("variants", "samples", "ploidy"), "i",
+                 "allele index per haplotype: 0 REF, 1 ALT, -1 missing, -2 non-allele (haploid)"),
+        Variable("call_genotype_phased", ("variants", "samples"), "b",
+                 "True where the call was phased in the VCF"),
+        Variable("variant_contig", ("variants",), "T", "contig (CHROM)"),
+        Variable("variant_position", ("variants",), "i", "1-based position (POS)"),
+        Variable("variant_id", ("variants",), "T", "variant ID ('.' when missing)"),
+        Variable("variant_allele", ("variants", "alleles"), "T", "REF and ALT alleles"),
+        Variable("sample_id", ("samples",), "T", "sample names from the VCF header"),
+    )
+}
+"""Every variable of the store format, by name."""
+
+_GENOTYPE_COMPRESSOR: dict[str, Any] = {
+    "cname": "zstd", "clevel": 1, "shuffle": "bitshuffle", "typesize": 1,
+}
+
+
+def is_vcf_path(path: str | os.PathLike[str]) -> bool:
+    """Return True when ``path`` names a VCF/BCF file by its suffix.
+
+    Examples
+    --------
+    >>> is_vcf_path("site1.vcf.gz"), is_vcf_path("x.BCF"), is_vcf_path("site1.zarr")
+    (True, True, False)
+    """
+    return Path(path).name.lower().endswith(_VCF_SUFFIXES)
+
+
+# ------------------------------------------------------------------------------------------
+# Genotype codes -> dosage / categories (lookup tables over the two int8 alleles of a call)
+# ------------------------------------------------------------------------------------------
+
+
+def _pair_codes() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return (code, allele 0, allele 1) for all 65,536 int8 pairs, as their uint16 views."""
+    a = np.arange(-128, 128, dtype=np.int16)
+    a0, a1 = np.meshgrid(a, a, indexing="ij")
+    pairs = np.stack([a0.ravel(), a1.ravel()], axis=-1).astype(np.int8)
+    return np.ascontiguousarray(pairs).view(np.uint16).ravel(), a0.ravel(), a1.ravel()
+
+
+@functools.cache
+def _dosage_lut() -> np.ndarray:
+    code, a0, a1 = _pair_codes()
+    dose = np.full(65_536, np.nan)
+    dip = (a0 >= 0) & (a0 <= 1) & (a1 >= 0) & (a1 <= 1)
+    hap = (a0 >= 0) & (a0 <= 1) & (a1 == FILL_ALLELE)
+    dose[code[dip]] = (a0 + a1)[dip]
+    dose[code[hap]] = a0[hap]
+    return dose
+
+
+# Call categories used by QC (one pass of a lookup table instead of many comparisons).
+(_CAT_HOM_REF, _CAT_HET, _CAT_HOM_ALT, _CAT_HAP_REF, _CAT_HAP_ALT, _CAT_MISSING,
+ _CAT_INVALID) = range(7)
+
+
+@functools.cache
+def _category_lut() -> np.ndarray:
+    code, a0, a1 = _pair_codes()
+    cat = np.full(65_536, _CAT_INVALID, dtype=np.uint8)
+
+    def put(mask: np.ndarray, value: int) -> None:
+        cat[code[mask]] = value
+
+    called = (a0 >= 0) & (a0 <= 1)
+    put((a0 == 0) & (a1 == 0), _CAT_HOM_REF)
+    put(((a0 == 0) & (a1 == 1)) | ((a0 == 1) & (a1 == 0)), _CAT_HET)
+    put((a0 == 1) & (a1 == 1), _CAT_HOM_ALT)
+    put((a0 == 0) & (a1 == FILL_ALLELE), _CAT_HAP_REF)
+    put((a0 == 1) & (a1 == FILL_ALLELE), _CAT_HAP_ALT)
+    # Missing: either allele missing (a half-call such as ./1 counts as missing, as with
+    # plink2 --vcf-half-call missing), or a missing haploid call.
+    miss = ((a0 == MISSING_ALLELE) & ((a1 == MISSING_ALLELE) | (a1 == FILL_ALLELE)))
+    miss |= (a0 == MISSING_ALLELE) & (a1 >= 0) & (a1 <= 1)
+    miss |= called & (a1 == MISSING_ALLELE)
+    put(miss, _CAT_MISSING)
+    return cat
+
+
+def genotype_dosage(gt: np.ndarray) -> np.ndarray:
+    """Return the ALT-allele dosage of int8 calls ``(..., 2)``.
+
+    0, 1 or 2 for a diploid call, 0 or 1 for a haploid call, NaN when missing (half-calls
+    such as ``./1`` included).
+
+    Examples
+    --------
+    >>> g = np.array([[[0, 1], [1, 1], [-1, -1], [1, -2], [-1, 1]]], dtype=np.int8)
+    >>> genotype_dosage(g)
+    array([[ 1.,  2., nan,  1., nan]])
+    """
+    codes = np.ascontiguousarray(gt, dtype=np.int8).view(np.uint16)[..., 0]
+    return _dosage_lut()[codes]
+
+
+def _genotype_categories(gt: np.ndarray) -> np.ndarray:
+    """Return the call category (``_CAT_*`` code, uint8) of int8 calls ``(..., 2)``.
+
+    Examples
+    --------
+    >>> g = np.array([[0, 0], [1, 0], [1, 1], [0, -2], [1, -2], [-1, -1], [5, 0]], np.int8)
+    >>> _genotype_categories(g).tolist()
+    [0, 1, 2, 3, 4, 5, 6]
+    """
+    codes = np.ascontiguousarray(gt, dtype=np.int8).view(np.uint16)[..., 0]
+    return _category_lut()[codes]
+
+
+# ------------------------------------------------------------------------------------------
+# Reader
+# ------------------------------------------------------------------------------------------
+
+
+def _as_str_array(values: Any) -> np.ndarray:
+    """Convert zarr's variable-width strings to a fixed-width numpy ``str`` array."""
+    arr = np.asarray(values)
+    if arr.dtype.kind == "U":
+        return arr
+    if arr.size == 0:
+        return np.zeros(arr.shape, dtype="<U1")
+    width = max(1, int(np.max(np.strings.str_len(arr))))
+    return arr.astype(f"<U{width}")
+
+
+class GenotypeStore:
+    """Read-only view of a genotype store (see the module docstring for the format).
+
+    Create it with :func:`open_genotypes`.  Metadata arrays (``sample_ids``, ``contig``,
+    ``position``, ``variant_id``, ``ref``, ``alt``) are read on first access; genotypes are
+    only read chunk by chunk through :meth:`iter_dosage` and :meth:`iter_genotypes`.
+
+    Attributes
+    ----------
+    path
+        The store folder.
+    attrs
+        The group attributes (format, version, source, counts).
+    n_samples, n_variants
+        Dimensions.
+    chunk_size
+        Variants per stored chunk (the default step of the iterators).
+    sample_ids, contig, variant_id, ref, alt
+        ``str`` arrays; ``position`` is int64 (1-based).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from secured_bio.genomics.ingest import ingest_vcf
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (d / "x.vcf").write_text(
+    ...     "##fileformat=VCFv4.2\\n#CHROM\\tPOS\\tID\\tREF\\tALT\\tQUAL\\tFILTER\\tINFO\\t"
+    ...     "FORMAT\\ts1\\ts2\\n1\\t5\\trs1\\tA\\tG\\t.\\t.\\t.\\tGT\\t0/1\\t1|1\\n")
+    >>> _ = ingest_vcf(d / "x.vcf", d / "x.zarr")
+    >>> with open_genotypes(d / "x.zarr") as store:
+    ...     print(store.n_samples, store.n_variants, store.ref.tolist(), store.alt.tolist())
+    ...     print([dose.tolist() for _, dose in store.iter_dosage()])
+    2 1 ['A'] ['G']
+    [[[1.0, 2.0]]]
+    """
+
+    path: Path
+    attrs: dict[str, Any]
+    n_samples: int
+    n_variants: int
+
+    def __init__(self, path: str | os.PathLike[str], *, _owned_tmpdir: Path | None = None
+                 ) -> None:
+        import zarr
+
+        self.path = Path(path)
+        self._group = zarr.open_group(str(self.path), mode="r", zarr_format=3)
+        self.attrs = dict(self._group.attrs)
+        self.n_samples = int(self.attrs["n_samples"])
+        self.n_variants = int(self.attrs["n_variants"])
+        self._gt = self._array("call_genotype")
+        self._closed = False
+        self._finalizer: weakref.finalize | None = None
+        if _owned_tmpdir is not None:
+            # A store ingested on the fly from a VCF lives in a temporary folder that this
+            # object owns: removed on close() or when the object is garbage-collected.
+            self._finalizer = weakref.finalize(
+                self, shutil.rmtree, str(_owned_tmpdir), ignore_errors=True
+            )
+
+    # -- metadata ------------------------------------------------------------------------
+    def _array(self, name: str) -> Any:
+        """Return the zarr array ``name`` (typed Any: group indexing returns a union)."""
+        return self._group[name]
+
+    def _read(self, name: str) -> np.ndarray:
+        return np.asarray(self._array(name)[...])
+
+    @functools.cached_property
+    def sample_ids(self) -> np.ndarray:
+        """Sample names, ``(n_samples,)`` str."""
+        return _as_str_array(self._read("sample_id"))
+
+    @functools.cached_property
+    def contig(self) -> np.ndarray:
+        """Contig of each variant, ``(n_variants,)`` str."""
+        return _as_str_array(self._read("variant_contig"))
+
+    @functools.cached_property
+    def position(self) -> np.ndarray:
+        """1-based position of each variant, ``(n_variants,)`` int64."""
+        return self._read("variant_position").astype(np.int64, copy=False)
+
+    @functools.cached_property
+    def variant_id(self) -> np.ndarray:
+        """Variant IDs, ``(n_variants,)`` str (``'.'`` where the VCF had none)."""
+        return _as_str_array(self._read("variant_id"))
+
+    @functools.cached_property
+    def _alleles(self) -> np.ndarray:
+        return _as_str_array(self._read("variant_allele")).reshape(self.n_variants, 2)
+
+    @functools.cached_property
+    def ref(self) -> np.ndarray:
+        """REF allele of each variant, ``(n_variants,)`` str."""
+        return self._alleles[:, 0].copy()
+
+    @functools.cached_property
+    def alt(self) -> np.ndarray:
+        """ALT allele of each variant, ``(n_variants,)`` str."""
+        return self._alleles[:, 1].copy()
+
+    @property
+    def chunk_size(self) -> int:
+        """Variants per stored chunk."""
+        return int(self._gt.chunks[0])
+
+    @property
+    def has_phase(self) -> bool:
+        """True when the store carries ``call_genotype_phased``."""
+        return "call_genotype_phased" in self._group
+
+    # -- genotypes -----------------------------------------------------------------------
+    def _sample_index(self, samples: np.ndarray | Sequence[int] | None) -> np.ndarray | None:
+        if samples is None:
+            return None
+        sel = np.asarray(samples)
+        if sel.dtype == bool:
+            if sel.shape != (self.n_samples,):
+                raise ConfigError(
+                    "boolean sample mask has the wrong length", where="samples",
+                    expected=f"shape ({self.n_samples},)", got=f"shape {sel.shape}",
+                )
+            return np.flatnonzero(sel)
+        if sel.ndim != 1 or (sel.size and sel.dtype.kind not in "iu"):
+            raise ConfigError(
+                "samples must be an integer index or a boolean mask", where="samples",
+                got=f"dtype {sel.dtype}, shape {sel.shape}",
+            )
+        sel = sel.astype(np.int64, copy=False)
+        if sel.size and (sel.min() < -self.n_samples or sel.max() >= self.n_samples):
+            raise ConfigError(
+                "sample index out of range", where="samples",
+                expected=f"indices in [0, {self.n_samples})", got="an index outside",
+            )
+        return sel
+
+    def _steps(self, chunk_size: int | None) -> Iterator[slice]:
+        step = self.chunk_size if chunk_size is None else chunk_size
+        if not isinstance(step, int | np.integer) or isinstance(step, bool) or step < 1:
+            raise ConfigError("chunk_size must be a positive integer", where="chunk_size",
+                              got=repr(step))
+        for start in range(0, self.n_variants, int(step)):
+            yield slice(start, min(start + int(step), self.n_variants))
+
+    def read_genotypes(self, variants: slice, *, samples: np.ndarray | None = None
+                       ) -> np.ndarray:
+        """Return the int8 calls ``(n_variants_in_slice, n_selected_samples, 2)``.
+
+        Parameters
+        ----------
+        variants
+            A slice of variant indices.
+        samples
+            Integer index or boolean mask of samples (default: all).
+        """
+        self._check_open()
+        idx = self._sample_index(samples)
+        gt = np.asarray(self._gt[variants])
+        return gt if idx is None else gt[:, idx, :]
+
+    def iter_genotypes(self, *, chunk_size: int | None = None,
+                       samples: np.ndarray | None = None
+                       ) -> Iterator[tuple[slice, np.ndarray]]:
+        """Yield ``(variant slice, int8 calls (n_chunk_variants, n_selected_samples, 2))``.
+
+        Parameters
+        ----------
+        chunk_size
+            Variants per step (default: the stored chunk size, which reads each chunk once).
+        samples
+            Integer index or boolean mask selecting samples.
+
+        Raises
+        ------
+        ConfigError
+            If ``chunk_size`` or ``samples`` is invalid.
+        """
+        self._check_open()
+        idx = self._sample_index(samples)
+        for sl in self._steps(chunk_size):
+            gt = np.asarray(self._gt[sl])
+            yield sl, (gt if idx is None else np.ascontiguousarray(gt[:, idx, :]))
+
+    def iter_dosage(self, *, chunk_size: int | None = None,
+                    samples: np.ndarray | None = None
+                    ) -> Iterator[tuple[slice, np.ndarray]]:
+        """Yield ``(variant slice, ALT-allele dosage float64 (n_chunk_variants, n_selected))``.
+
+        Diploid calls give 0, 1 or 2; haploid calls 0 or 1; NaN where the call is missing
+        (including half-missing calls such as ``./1``).
+
+        Parameters
+        ----------
+        chunk_size
+            Variants per step (default: the stored chunk size).
+        samples
+            Integer index or boolean mask selecting samples.
+
+        Raises
+        ------
+        ConfigError
+            If ``chunk_size`` or ``samples`` is invalid.
+        """
+        for sl, gt in self.iter_genotypes(chunk_size=chunk_size, samples=samples):
+            yield sl, genotype_dosage(gt)
+
+    def iter_phased(self, *, chunk_size: int | None = None,
+                    samples: np.ndarray | None = None) -> Iterator[tuple[slice, np.ndarray]]:
+        """Yield ``(variant slice, bool (n_chunk_variants, n_selected))`` phase flags."""
+        self._check_open()
+        idx = self._sample_index(samples)
+        arr = self._array("call_genotype_phased") if self.has_phase else None
+        for sl in self._steps(chunk_size):
+            if arr is None:
+                ph = np.zeros((sl.stop - sl.start, self.n_samples), dtype=bool)
+            else:
+                ph = np.asarray(arr[sl])
+            yield sl, (ph if idx is None else ph[:, idx])
+
+    # -- lifetime ------------------------------------------------------------------------
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ConfigError("genotype store is closed", where=str(self.path),
+                              fix="open it again with open_genotypes()")
+
+    def close(self) -> None:
+        """Release the store; a temporary store ingested from a VCF is deleted."""
+        self._closed = True
+        if self._finalizer is not None:
+            self._finalizer()
+
+    def __enter__(self) -> GenotypeStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (f"GenotypeStore({str(self.path)!r}, n_samples={self.n_samples}, "
+                f"n_variants={self.n_variants})")
+
+
+def _read_group_meta(path: Path) -> dict[str, Any]:
+    meta_file = path / "zarr.json"
+    if not meta_file.is_file():
+        v2 = (path / ".zgroup").is_file() or (path / ".zattrs").is_file()
+        raise FormatError(
+            "not a secured_bio genotype store", where=str(path),
+            expected="a zarr v3 group (zarr.json)",
+            got="a zarr v2 store" if v2 else "a folder without zarr.json",
+            fix="create the store with: secured-bio genomics ingest --vcf V --out Z.zarr",
+        )
+    try:
+        meta = json.loads(meta_file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise FormatError("zarr.json could not be read", where=str(meta_file),
+                          expected="JSON", got=type(e).__name__,
+                          fix="re-create the store with secured-bio genomics ingest") from e
+    if not isinstance(meta, dict) or meta.get("node_type") != "group":
+        raise FormatError("not a secured_bio genotype store", where=str(meta_file),
+                          expected="a zarr group", got="another zarr node",
+                          fix="pass the store folder written by secured-bio genomics ingest")
+    attrs = meta.get("attributes") or {}
+    return attrs if isinstance(attrs, dict) else {}
+
+
+def _check_attrs(path: Path, attrs: dict[str, Any]) -> None:
+    fmt = attrs.get("format")
+    if fmt != FORMAT_NAME:
+        raise FormatError(
+            "not a secured_bio genotype store", where=f"{path}: attribute 'format'",
+            expected=repr(FORMAT_NAME), got="no 'format' attribute" if fmt is None
+            else repr(str(fmt)[:60]),
+            fix="create the store with: secured-bio genomics ingest --vcf V --out Z.zarr",
+        )
+    version = attrs.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise FormatError("genotype store has an invalid format_version",
+                          where=f"{path}: attribute 'format_version'",
+                          expected="a positive integer", got=repr(version)[:40])
+    if version > FORMAT_VERSION:
+        raise FormatError(
+            "genotype store was written by a newer secured_bio",
+            where=f"{path}: attribute 'format_version'",
+            expected=f"format_version <= {FORMAT_VERSION}", got=str(version),
+            fix="upgrade secured_bio (pip install -U secured-bio) to read this store",
+        )
+    for key in ("n_samples", "n_variants"):
+        if not isinstance(attrs.get(key), int):
+            raise FormatError("genotype store attributes are incomplete",
+                              where=f"{path}: attribute '{key}'", expected="an integer",
+                              got="missing" if key not in attrs else type(attrs[key]).__name__)
+
+
+def _check_arrays(store: GenotypeStore) -> None:
+    """Check that every variable is present with the dims the attributes promise."""
+    sizes = {"variants": store.n_variants, "samples": store.n_samples, "ploidy": 2,
+             "alleles": 2}
+    group = store._group
+    for var in VARIABLES.values():
+        if var.name not in group:
+            if var.name == "call_genotype_phased":
+                continue  # optional
+            raise FormatError("genotype store lacks a variable", where=f"{store.path}",
+                              expected=f"array '{var.name}'", got="none",
+                              fix="re-create the store with secured-bio genomics ingest")
+        arr = store._array(var.name)
+        want = tuple(sizes[d] for d in var.dims)
+        if tuple(arr.shape) != want:
+            raise FormatError(
+                "genotype store variable has the wrong shape", where=f"{store.path}:{var.name}",
+                expected=f"{want} ({', '.join(var.dims)})", got=str(tuple(arr.shape)),
+                fix="re-create the store with secured-bio genomics ingest",
+            )
+        kind = np.dtype(arr.dtype).kind if var.kind != "T" else None
+        if var.kind != "T" and kind != var.kind:
+            raise FormatError("genotype store variable has the wrong dtype",
+                              where=f"{store.path}:{var.name}", expected=f"kind '{var.kind}'",
+                              got=str(arr.dtype))
+
+
+def open_genotypes(path: str | os.PathLike[str], **ingest_options: Any) -> GenotypeStore:
+    """Open a genotype store; a VCF/BCF path is ingested into a temporary store first.
+
+    Parameters
+    ----------
+    path
+        A store folder written by :func:`~secured_bio.genomics.ingest_vcf`, or a VCF/BCF
+        file (``.vcf``, ``.vcf.gz``, ``.vcf.bgz``, ``.bcf``).  A VCF is ingested into a
+        temporary folder owned by the returned object and deleted by
+        :meth:`GenotypeStore.close` or when the object is garbage-collected.
+    **ingest_options
+        Passed to :func:`~secured_bio.genomics.ingest_vcf` when ``path`` is a VCF/BCF
+        (``chunk_size``, ``multiallelic``, ``region``).
+
+    Returns
+    -------
+    GenotypeStore
+        A read-only view; use it as a context manager to release it.
+
+    Raises
+    ------
+    InputFileNotFoundError
+        If ``path`` does not exist.
+    FormatError
+        If ``path`` is not a genotype store, was written by a newer secured_bio
+        (the message says to upgrade), or is inconsistent; or a VCF that cannot be read.
+    ConfigError
+        If ingest options are given for a store folder.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (d / "x.vcf").write_text(
+    ...     "##fileformat=VCFv4.2\\n#CHROM\\tPOS\\tID\\tREF\\tALT\\tQUAL\\tFILTER\\tINFO\\t"
+    ...     "FORMAT\\ts1\\n1\\t5\\t.\\tA\\tG\\t.\\t.\\t.\\tGT\\t0/1\\n")
+    >>> store = open_genotypes(d / "x.vcf")   # ingested into a temporary store
+    >>> store.n_variants, store.variant_id.tolist()
+    (1, ['.'])
+    >>> store.close()
+    """
+    p = Path(path)
+    if not p.exists():
+        raise InputFileNotFoundError("genotype input not found", where=str(p),
+                                     expected="a genotype store folder or a VCF/BCF file",
+                                     fix="check the path")
+    if p.is_file():
+        if not is_vcf_path(p):
+            raise FormatError(
+                "genotype input is a file but not a VCF/BCF", where=str(p),
+                expected="a store folder, or a file ending in " + ", ".join(_VCF_SUFFIXES),
+                got=f"suffix {''.join(p.suffixes)[-16:] or '(none)'}",
+                fix="pass the .zarr folder or the VCF",
+            )
+        from secured_bio.genomics.ingest import ingest_vcf
+
+        tmp = Path(tempfile.mkdtemp(prefix="secured_bio_genotypes_"))
+        try:
+            ingest_vcf(p, tmp / "store.zarr", progress=False, **ingest_options)
+            store = GenotypeStore(tmp / "store.zarr", _owned_tmpdir=tmp)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return store
+    if ingest_options:
+        raise ConfigError("ingest options apply to VCF input only", where=str(p),
+                          got=", ".join(sorted(ingest_options)))
+    attrs = _read_group_meta(p)
+    _check_attrs(p, attrs)
+    store = GenotypeStore(p)
+    _check_arrays(store)
+    return store
+
+
+# ------------------------------------------------------------------------------------------
+# Writer (used by ingest; kept here so that the format lives in one module)
+# ------------------------------------------------------------------------------------------
+
+
+class _StoreWriter:
+    """Append variant chunks to a new store folder; attributes are written last."""
+
+    def __init__(self, root: Path, *, sample_ids: Sequence[str], chunk_size: int) -> None:
+        import zarr
+        from zarr.codecs import BloscCodec
+
+        self.root = root
+        self.n_samples = len(sample_ids)
+        self.chunk_size = chunk_size
+        self.n_variants = 0
+        g = zarr.open_group(str(root), mode="w", zarr_format=3)
+        self._group = g
+        n = self.n_samples
+        blosc = BloscCodec(**_GENOTYPE_COMPRESSOR)
+        self._arrays = {
+            "call_genotype": g.create_array(
+                "call_genotype", shape=(0, n, 2), chunks=(chunk_size, n, 2), dtype="i1",
+                fill_value=MISSING_ALLELE, compressors=blosc,
+                dimension_names=VARIABLES["call_genotype"].dims),
+            "call_genotype_phased": g.create_array(
+                "call_genotype_phased", shape=(0, n), chunks=(chunk_size, n), dtype=bool,
+                fill_value=False, compressors=blosc,
+                dimension_names=VARIABLES["call_genotype_phased"].dims),
+            "variant_contig": g.create_array(
+                "variant_contig", shape=(0,), chunks=(chunk_size,), dtype=str,
+                dimension_names=VARIABLES["variant_contig"].dims),
+            "variant_position": g.create_array(
+                "variant_position", shape=(0,), chunks=(chunk_size,), dtype="i8",
+                fill_value=0, dimension_names=VARIABLES["variant_position"].dims),
+            "variant_id": g.create_array(
+                "variant_id", shape=(0,), chunks=(chunk_size,), dtype=str,
+                dimension_names=VARIABLES["variant_id"].dims),
+            "variant_allele": g.create_array(
+                "variant_allele", shape=(0, 2), chunks=(chunk_size, 2), dtype=str,
+                dimension_names=VARIABLES["variant_allele"].dims),
+        }
+        samples = g.create_array("sample_id", shape=(n,), chunks=(max(n, 1),), dtype=str,
+                                 dimension_names=VARIABLES["sample_id"].dims)
+        samples[:] = np.asarray(list(sample_ids), dtype=object)
+
+    def append(self, gt: np.ndarray, phased: np.ndarray | None, contig: Sequence[str],
+               position: np.ndarray, variant_id: Sequence[str],
+               alleles: Sequence[tuple[str, str]]) -> None:
+        m = gt.shape[0]
+        if m == 0:
+            return
+        start, stop = self.n_variants, self.n_variants + m
+        values: dict[str, np.ndarray | None] = {
+            "call_genotype": gt,
+            "call_genotype_phased": phased,
+            "variant_contig": np.asarray(contig, dtype=object),
+            "variant_position": np.asarray(position, dtype=np.int64),
+            "variant_id": np.asarray(variant_id, dtype=object),
+            "variant_allele": np.asarray(alleles, dtype=object).reshape(m, 2),
+        }
+        for name, arr in self._arrays.items():
+            arr.resize((stop, *arr.shape[1:]))
+            value = values[name]
+            if value is not None:  # phase flags: None when no call was phased
+                arr[start:stop] = value
+        self.n_variants = stop
+
+    def finish(self, attrs: dict[str, Any]) -> None:
+        full = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION,
+                "n_samples": self.n_samples, "n_variants": self.n_variants,
+                "chunk_size": self.chunk_size, **attrs}
+        self._group.attrs.update(full)
+
+
+def _is_our_store(path: Path) -> bool:
+    with contextlib.suppress(FormatError):
+        return _read_group_meta(path).get("format") == FORMAT_NAME
+    return False

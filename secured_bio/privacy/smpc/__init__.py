@@ -1,0 +1,65 @@
+"""Secure multi-party computation: parties over CrypTen/torch.distributed, secure aggregation.
+
+Each site runs one party (an OS process) holding only its own data; parties meet over TCP
+(:func:`run_party` on each host, or :func:`run_parties` for all of them on one host) and call
+the secure-aggregation protocols (:func:`secure_sum`, :func:`secure_sum_int`,
+:func:`secure_sum_many`), which reveal only the sums.  :func:`import_crypten` imports CrypTen
+with the fixes it needs on torch 2.13.  Threat models and reveal sets are documented in
+:mod:`~secured_bio.privacy.smpc.parties` and :mod:`~secured_bio.privacy.smpc.protocols`.
+
+Importing this package imports neither torch nor CrypTen; they are imported when a party
+starts.
+
+A site's process (one per host)::
+
+    from secured_bio.privacy.smpc import run_party, secure_sum_many
+
+    def site_main(path):
+        stats = compute_local_statistics(path)        # plaintext, stays here
+        return secure_sum_many(stats)                 # only the sums come back
+
+    totals = run_party(rank, 3, site_main, "site_a.zarr",
+                       master_addr="10.0.0.1", master_port=29500)
+"""
+
+from ._compat import import_crypten
+from .parties import (
+    DEALERS,
+    Dealer,
+    PartyInfo,
+    current_party,
+    free_port,
+    run_dealer,
+    run_parties,
+    run_party,
+)
+from .protocols import (
+    Message,
+    MessageLog,
+    ProtocolStats,
+    measure,
+    record_messages,
+    secure_sum,
+    secure_sum_int,
+    secure_sum_many,
+)
+
+__all__ = [
+    "DEALERS",
+    "Dealer",
+    "Message",
+    "MessageLog",
+    "PartyInfo",
+    "ProtocolStats",
+    "current_party",
+    "free_port",
+    "import_crypten",
+    "measure",
+    "record_messages",
+    "run_dealer",
+    "run_parties",
+    "run_party",
+    "secure_sum",
+    "secure_sum_int",
+    "secure_sum_many",
+]

@@ -7,9 +7,17 @@
   :func:`write_qc_filter` compute per-variant and per-sample QC equal to
   ``plink2 --freq --hardy --missing --het``, with threshold filters;
   :func:`hardy_weinberg_test` is the exact test of Wigginton et al. (2005).
+- Association tests equal to plink (allelic, trend, linear, logistic/Firth) built from
+  per-variant sums that sites can add securely (:mod:`~secured_bio.genomics.association`),
+  phenotype/covariate files as plink2 reads them (:mod:`~secured_bio.genomics.phenotypes`),
+  PCA from summed products (:mod:`~secured_bio.genomics.pca`) and summary statistics
+  writers with plots (:mod:`~secured_bio.genomics.sumstats`); :func:`run_gwas` runs it all.
 
-Heavy dependencies (zarr, pysam, scipy) are imported only when a function runs.
+Heavy dependencies (zarr, pysam, scipy, pandas) are imported only when a function runs;
+the association names below are loaded on first access.
 """
+
+from typing import Any
 
 from secured_bio.genomics.ingest import MULTIALLELIC_MODES, IngestReport, ingest_vcf
 from secured_bio.genomics.qc import (
@@ -36,8 +44,46 @@ from secured_bio.genomics.store import (
     open_genotypes,
 )
 
-# Association tests (association.py, phenotypes.py, sumstats.py) add their public names
-# below and to __all__; that part is maintained by the engineer who owns those modules.
+# Association names load lazily (PEP 562): they pull in pandas and scipy, which the
+# ingest/QC command line does not need at start-up.
+_LAZY = {
+    "secured_bio.genomics.phenotypes": (
+        "Trait", "Covariates", "AnalysisSamples", "read_pheno_table", "load_phenotype",
+        "load_covariates", "analysis_samples", "trait_kind",
+    ),
+    "secured_bio.genomics.association": (
+        "CaseControlSums", "LinearSums", "LogisticSums", "LogisticFit", "case_control_sums",
+        "allelic_finalize", "trend_finalize", "allelic_test", "trend_test", "linear_sums",
+        "linear_finalize", "linear_regression", "logistic_sums", "logistic_null_beta",
+        "fit_logistic", "logistic_finalize", "separation_errcodes", "logistic_regression",
+    ),
+    "secured_bio.genomics.pca": (
+        "principal_components", "PCAResult", "AlleleSums", "allele_frequency_sums",
+        "alt_frequency", "covariance_sums", "pca_from_covariance", "project",
+    ),
+    "secured_bio.genomics.sumstats": (
+        "write_gwas_outputs", "genomic_inflation", "read_summary", "read_plink_table",
+        "PLINK_COLUMNS",
+    ),
+    "secured_bio.genomics.gwas_cli": ("run_gwas",),
+}
+_LAZY_NAMES = {name: module for module, names in _LAZY.items() for name in names}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY_NAMES.get(name)
+    if module is None:
+        raise AttributeError(f"module 'secured_bio.genomics' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
 
 __all__ = [
     # store
@@ -65,4 +111,6 @@ __all__ = [
     "hardy_weinberg_test",
     "write_qc_reports",
     "write_qc_filter",
+    # association (lazy)
+    *_LAZY_NAMES,
 ]

@@ -1,0 +1,375 @@
+"""``secured-bio gwas``: plaintext association tests on one dataset (the reference path).
+
+``secured-bio gwas run`` reads genotypes (a VCF/BCF or a zarr store), a plink2 phenotype
+file and optionally covariates and principal components, runs one test per variant and
+writes ``PREFIX.<test>.tsv`` (plink column names), GWAS-SSF, plots and a JSON summary.
+The work itself is :func:`run_gwas`, a library function; the click command only parses
+options.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import click
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+
+from secured_bio.errors import ConfigError, InputFileNotFoundError
+
+if TYPE_CHECKING:
+    from secured_bio.genomics.store import GenotypeStore
+
+__all__ = ["gwas", "run_gwas", "GwasRun"]
+
+logger = logging.getLogger(__name__)
+
+Test = Literal["linear", "logistic", "allelic", "trend"]
+_BINARY_TESTS = ("logistic", "allelic", "trend")
+_DEFAULT_CHUNK = 1000
+
+
+def _open_genotypes(vcf: Path | None, zarr: Path | None) -> GenotypeStore:
+    """Open the genotype input with the store reader of secured_bio.genomics.store."""
+    path = vcf if vcf is not None else zarr
+    assert path is not None
+    if not Path(path).exists():
+        raise InputFileNotFoundError(
+            "genotype input not found", where=str(path),
+            expected="an existing VCF/BCF file" if vcf is not None else "a zarr store folder",
+            fix="check the path given to " + ("--vcf" if vcf is not None else "--zarr"),
+        )
+    if vcf is not None and Path(vcf).is_dir():
+        raise ConfigError("--vcf points to a folder", where=str(vcf),
+                          expected="a VCF/BCF file", fix="give a zarr store with --zarr")
+    if zarr is not None and not Path(zarr).is_dir():
+        raise ConfigError("--zarr points to a file", where=str(zarr),
+                          expected="a zarr store folder", fix="give a VCF/BCF with --vcf")
+    from secured_bio.genomics.store import open_genotypes
+
+    return open_genotypes(path)
+
+
+@dataclass(frozen=True)
+class GwasRun:
+    """What :func:`run_gwas` did.
+
+    Attributes
+    ----------
+    results
+        One row per variant: the variant columns, the statistics, ``A1_FREQ`` and
+        ``ERRCODE``.
+    paths
+        Files written (see :func:`secured_bio.genomics.sumstats.output_paths`).
+    summary
+        The JSON summary written.
+    """
+
+    results: pd.DataFrame
+    paths: dict[str, Path]
+    summary: dict[str, Any]
+
+
+def _chunks(store: GenotypeStore, mask: NDArray[np.bool_] | None,
+            chunk_size: int) -> Iterator[tuple[slice, NDArray[np.float64]]]:
+    from secured_bio._progress import track
+
+    total = -(-store.n_variants // chunk_size)
+    yield from track(store.iter_dosage(chunk_size=chunk_size, samples=mask), "variants",
+                     total=total)
+
+
+def _principal_components(store: GenotypeStore, k: int, chunk_size: int) -> NDArray[np.float64]:
+    """PCs of all genotype samples (mean imputation, = plink2 --pca K meanimpute)."""
+    from secured_bio.genomics import pca
+
+    if k >= store.n_samples:
+        raise ConfigError(
+            "too many principal components", where="--pcs",
+            expected=f"fewer than the {store.n_samples} genotype samples", got=str(k),
+        )
+    sums: pca.AlleleSums | None = None
+    for _, d in store.iter_dosage(chunk_size=chunk_size, samples=None):
+        part = pca.allele_frequency_sums(d)
+        sums = part if sums is None else pca.AlleleSums(
+            np.concatenate([sums.alt, part.alt]), np.concatenate([sums.called, part.called]))
+    assert sums is not None
+    freq = pca.alt_frequency(sums)
+    result = pca.principal_components(
+        (d for _, d in store.iter_dosage(chunk_size=chunk_size, samples=None)),
+        alt_freq=freq, n_components=k,
+    )
+    logger.info("computed %d principal components from %d variants", k, result.n_variants)
+    return result.scores
+
+
+def run_gwas(
+    *,
+    vcf: str | os.PathLike[str] | None = None,
+    zarr: str | os.PathLike[str] | None = None,
+    pheno: str | os.PathLike[str],
+    test: Test,
+    out: str | os.PathLike[str],
+    pheno_name: str | None = None,
+    covar: str | os.PathLike[str] | None = None,
+    covar_names: Sequence[str] | None = None,
+    pcs: int = 0,
+    firth: bool | Literal["fallback"] = False,
+    chunk_size: int = _DEFAULT_CHUNK,
+) -> GwasRun:
+    """Run one association test over every variant and write all outputs.
+
+    Parameters
+    ----------
+    vcf, zarr
+        Genotypes: exactly one of a VCF/BCF path and a zarr store.
+    pheno
+        plink2 phenotype file.
+    test
+        ``linear``, ``logistic``, ``allelic`` or ``trend``.
+    out
+        Output prefix; files are ``{out}.{test}.tsv`` and siblings.
+    pheno_name
+        Phenotype column (default: the first).
+    covar, covar_names
+        Covariate file and the columns to use (default all); regressions only.
+    pcs
+        Number of principal components of the genotypes to add as covariates.
+    firth
+        Logistic only: True = Firth regression for every variant (``plink2 --glm firth``),
+        ``"fallback"`` = only where plain logistic fails (plink2's default), False = never
+        (``--glm no-firth``).
+    chunk_size
+        Variants per block (memory grows with ``chunk_size x n_samples``).
+
+    Returns
+    -------
+    GwasRun
+        Results, paths and summary.
+
+    Raises
+    ------
+    ConfigError
+        If the options do not fit together (two genotype inputs, Firth with another
+        test, covariates with allelic/trend, an unknown column...).
+    InputFileNotFoundError
+        If an input file is missing.
+    SchemaError, InputError
+        If an input violates its spec: no phenotype ID in the VCF, non-numeric or constant
+        phenotype, a binary test on a quantitative trait...
+    """
+    from secured_bio.genomics import sumstats
+
+    started = time.perf_counter()
+    if (vcf is None) == (zarr is None):
+        raise ConfigError(
+            "give exactly one genotype input", where="--vcf/--zarr",
+            expected="--vcf FILE or --zarr STORE", got="both" if vcf is not None else "none",
+        )
+    if test not in sumstats.TESTS:
+        raise ConfigError("unknown association test", where="--test",
+                          expected="one of " + ", ".join(sumstats.TESTS), got=repr(test))
+    if firth and test != "logistic":
+        raise ConfigError("Firth regression applies to the logistic test only",
+                          where="--firth", got=f"--test {test}",
+                          fix="drop --firth or use --test logistic")
+    if test in ("allelic", "trend") and (covar is not None or pcs):
+        raise ConfigError(
+            f"the {test} test does not use covariates", where="--covar/--pcs",
+            fix="drop --covar and --pcs, or use --test logistic to adjust for covariates",
+        )
+    if covar_names is not None and covar is None:
+        raise ConfigError("--covar-name needs --covar", where="--covar-name",
+                          fix="give the covariate file with --covar")
+    if not isinstance(pcs, int) or pcs < 0:
+        raise ConfigError("invalid number of principal components", where="--pcs",
+                          expected="an integer >= 0", got=repr(pcs))
+    if not isinstance(chunk_size, int) or chunk_size < 1:
+        raise ConfigError("invalid chunk size", where="--chunk-size",
+                          expected="an integer >= 1", got=repr(chunk_size))
+    for path, option in ((pheno, "--pheno"), (covar, "--covar")):
+        if path is not None and not Path(path).is_file():
+            raise InputFileNotFoundError(
+                f"{option[2:]} file not found", where=str(path), expected="an existing file",
+                fix=f"check the path given to {option}",
+            )
+
+    store = _open_genotypes(Path(vcf) if vcf is not None else None,
+                            Path(zarr) if zarr is not None else None)
+    try:
+        return _run(store, vcf=vcf, zarr=zarr, pheno=pheno, test=test, out=out,
+                    pheno_name=pheno_name, covar=covar, covar_names=covar_names, pcs=pcs,
+                    firth=firth, chunk_size=chunk_size, started=started)
+    finally:
+        store.close()
+
+
+def _run(
+    store: GenotypeStore, *, vcf: str | os.PathLike[str] | None,
+    zarr: str | os.PathLike[str] | None, pheno: str | os.PathLike[str], test: Test,
+    out: str | os.PathLike[str], pheno_name: str | None, covar: str | os.PathLike[str] | None,
+    covar_names: Sequence[str] | None, pcs: int, firth: bool | Literal["fallback"],
+    chunk_size: int, started: float,
+) -> GwasRun:
+    from secured_bio.genomics import association as assoc
+    from secured_bio.genomics import phenotypes as ph
+    from secured_bio.genomics import sumstats
+
+    sample_ids = [str(s) for s in store.sample_ids]
+    trait = ph.load_phenotype(
+        pheno, sample_ids, name=pheno_name,
+        require="binary" if test in _BINARY_TESTS else None,
+    )
+    covariates = ph.load_covariates(covar, sample_ids, names=covar_names) if covar else None
+    extra = _principal_components(store, pcs, chunk_size) if pcs else None
+    samples = ph.analysis_samples(
+        trait, covariates, extra=extra, extra_names=[f"PC{i + 1}" for i in range(pcs)],
+    )
+    y, c = samples.phenotype, samples.covariates if samples.covariates.shape[1] else None
+    logger.info("%s test of '%s' on %d samples, %d covariates", test, trait.name,
+                samples.n_used, len(samples.covariate_names))
+    null_beta = (assoc.logistic_null_beta(y, covariates=c) if test == "logistic" else None)
+    firth_mode: bool | Literal["fallback"] = firth
+
+    parts: list[pd.DataFrame] = []
+    for _, d in _chunks(store, samples.mask, chunk_size):
+        if test == "linear":
+            part = assoc.linear_regression(d, phenotype=y, covariates=c)
+        elif test == "logistic":
+            part = assoc.logistic_regression(d, is_case=y, covariates=c, firth=firth_mode,
+                                             null_beta=null_beta)
+        elif test == "allelic":
+            part = assoc.allelic_test(d, is_case=y)
+        else:
+            part = assoc.trend_test(d, is_case=y)
+        parts.append(part)
+    stats = pd.concat(parts, ignore_index=True)
+    if len(stats) != store.n_variants:  # pragma: no cover - a store bug
+        raise RuntimeError("the genotype store returned a different number of variants")
+    alt = np.asarray(store.alt).astype(str)
+    variants = pd.DataFrame({
+        "#CHROM": np.asarray(store.contig).astype(str),
+        "POS": np.asarray(store.position).astype(np.int64),
+        "ID": np.asarray(store.variant_id).astype(str),
+        "REF": np.asarray(store.ref).astype(str),
+        "ALT": alt,
+        "A1": alt,
+    })
+    results = pd.concat([variants, stats], axis=1)
+
+    n_cases = int(y.sum()) if trait.is_binary and test != "linear" else None
+    extra_summary: dict[str, Any] = {
+        "trait_kind": trait.kind,
+        "trait_coding": trait.coding,
+        "n_samples_genotyped": len(sample_ids),
+        "n_pheno_ids_absent_from_genotypes": trait.n_absent,
+        "n_covar_ids_absent_from_genotypes": covariates.n_absent if covariates else 0,
+        "n_samples_missing_phenotype": samples.n_missing_phenotype,
+        "n_samples_missing_covariates": samples.n_missing_covariates,
+        "principal_components": pcs,
+        "firth": {True: "always", False: "never", "fallback": "fallback"}[firth_mode]
+        if test == "logistic" else None,
+        "a1_allele": "ALT",
+        "plink_equivalent": {
+            "linear": "plink2 --glm omit-ref hide-covar",
+            "logistic": "plink2 --glm omit-ref hide-covar "
+            + {True: "firth", False: "no-firth", "fallback": "firth-fallback"}[firth_mode],
+            "allelic": "plink1.9 --assoc --keep-allele-order",
+            "trend": "plink1.9 --model --keep-allele-order (TREND)",
+        }[test],
+        "inputs": {"genotypes": str(vcf if vcf is not None else zarr), "pheno": str(pheno),
+                   "covar": str(covar) if covar is not None else None},
+        "elapsed_s": round(time.perf_counter() - started, 3),
+    }
+    paths = sumstats.write_gwas_outputs(
+        results, out, test=test, trait=trait.name, n_samples=samples.n_used,
+        n_cases=n_cases, n_controls=(samples.n_used - n_cases) if n_cases is not None else None,
+        covariates=samples.covariate_names, summary=extra_summary,
+    )
+    summary = sumstats.read_summary(paths["summary"])
+    return GwasRun(results=results, paths=paths, summary=summary)
+
+
+def _split(value: str | None) -> list[str] | None:
+    if value is None:
+        return None
+    names = [v.strip() for v in value.split(",") if v.strip()]
+    if not names:
+        raise ConfigError("empty column list", where="--covar-name",
+                          expected="comma-separated column names", fix="e.g. --covar-name sex,age")
+    return names
+
+
+@click.group()
+def gwas() -> None:
+    """Genome-wide association tests (plaintext reference path on one dataset)."""
+
+
+@gwas.command("run")
+@click.option("--vcf", type=click.Path(dir_okay=False, path_type=Path),
+              help="Genotypes: VCF/BCF (bgzipped + indexed, or plain).")
+@click.option("--zarr", type=click.Path(path_type=Path),
+              help="Genotypes: zarr store written by 'secured-bio genomics ingest'.")
+@click.option("--pheno", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="plink2 phenotype file (FID IID / #IID header; NA or -9 missing).")
+@click.option("--pheno-name", help="Phenotype column (default: the first).")
+@click.option("--covar", type=click.Path(dir_okay=False, path_type=Path),
+              help="plink2 covariate file (regressions only).")
+@click.option("--covar-name", help="Comma-separated covariate columns (default: all).")
+@click.option("--pcs", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Add K principal components of all genotype samples as covariates "
+              "(= plink2 --pca K meanimpute).")
+@click.option("--test", "test", required=True,
+              type=click.Choice(["linear", "logistic", "allelic", "trend"]),
+              help="linear/logistic = plink2 --glm; allelic = plink1.9 --assoc; "
+              "trend = plink1.9 --model TREND.")
+@click.option("--firth", is_flag=True,
+              help="Logistic: Firth-penalised regression for every variant (plink2 firth).")
+@click.option("--firth-fallback", is_flag=True,
+              help="Logistic: Firth only where plain regression fails (plink2's default).")
+@click.option("--chunk-size", type=click.IntRange(min=1), default=_DEFAULT_CHUNK,
+              show_default=True, help="Variants per block.")
+@click.option("--out", required=True, type=click.Path(path_type=Path),
+              help="Output prefix: writes PREFIX.<test>.tsv, .ssf.tsv(+meta), .png, .json.")
+def run(
+    vcf: Path | None, zarr: Path | None, pheno: Path, pheno_name: str | None,
+    covar: Path | None, covar_name: str | None, pcs: int, test: Test, firth: bool,
+    firth_fallback: bool, chunk_size: int, out: Path,
+) -> None:
+    """Run one association test on every variant and write plink-named results.
+
+    \b
+    Outputs (all written atomically, together):
+      PREFIX.<test>.tsv                plink column names, one row per variant, A1 = ALT
+      PREFIX.<test>.ssf.tsv(-meta.yaml) GWAS-SSF v1.0 summary statistics + metadata
+      PREFIX.<test>.manhattan.png, .qq.png
+      PREFIX.<test>.summary.json       lambda_GC, counts, genome-wide hits, format version
+    """
+    if firth and firth_fallback:
+        raise ConfigError("--firth and --firth-fallback exclude each other",
+                          where="--firth/--firth-fallback", fix="give one of them")
+    mode: bool | Literal["fallback"] = True if firth else ("fallback" if firth_fallback else False)
+    result = run_gwas(
+        vcf=vcf, zarr=zarr, pheno=pheno, pheno_name=pheno_name, covar=covar,
+        covar_names=_split(covar_name), pcs=pcs, test=test, firth=mode, out=out,
+        chunk_size=chunk_size,
+    )
+    s = result.summary
+    lam = s["lambda_gc"]
+    click.echo(
+        f"{test}: {s['n_variants_tested']}/{s['n_variants']} variants tested on "
+        f"{s['n_samples']} samples; lambda_GC {lam if lam is None else f'{lam:.3f}'}; "
+        f"{s['n_genome_wide_hits']} at P < {s['genome_wide_threshold']:g}; "
+        f"results: {result.paths['table']}",
+        err=True,
+    )
+    if s["n_pheno_ids_absent_from_genotypes"]:
+        click.echo(f"note: {s['n_pheno_ids_absent_from_genotypes']} phenotype rows have an "
+                   "IID absent from the genotypes (ignored)", err=True)

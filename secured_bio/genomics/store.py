@@ -409,9 +409,24 @@ class GenotypeStore:
         """
         self._check_open()
         idx = self._sample_index(samples)
+        # Steps that do not line up with the stored chunks are cut from the stored chunk
+        # held in memory, so every stored chunk is decompressed exactly once.
+        stored = self.chunk_size
+        held_start, held = -1, np.empty((0, 0, 2), dtype=np.int8)
         for sl in self._steps(chunk_size):
-            gt = np.asarray(self._gt[sl])
-            yield sl, (gt if idx is None else np.ascontiguousarray(gt[:, idx, :]))
+            parts = []
+            pos = sl.start
+            while pos < sl.stop:
+                c0 = (pos // stored) * stored
+                if c0 != held_start:
+                    held = np.asarray(self._gt[c0:min(c0 + stored, self.n_variants)])
+                    if idx is not None:
+                        held = np.ascontiguousarray(held[:, idx, :])
+                    held_start = c0
+                end = min(sl.stop, c0 + stored)
+                parts.append(held[pos - c0:end - c0])
+                pos = end
+            yield sl, (parts[0] if len(parts) == 1 else np.concatenate(parts))
 
     def iter_dosage(self, *, chunk_size: int | None = None,
                     samples: np.ndarray | None = None

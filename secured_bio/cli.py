@@ -152,15 +152,18 @@ def pilots_list(as_json: bool) -> None:
     "--data", "data_dir", type=click.Path(file_okay=False, path_type=Path),
     help="Use this cohort folder (layout of 'secured-bio demo') instead of simulating one.",
 )
+@click.option(
+    "--set", "settings", multiple=True, metavar="KEY=VALUE",
+    help="Set one config key (YAML value), e.g. --set test=logistic (repeatable).",
+)
 def pilots_run(
     name: str, out_dir: Path, config_path: Path | None, sites: int | None, seed: int | None,
-    data_dir: Path | None,
+    data_dir: Path | None, settings: tuple[str, ...],
 ) -> None:
     """Run pilot NAME end to end on its demo data; write OUT/metrics.json and its outputs."""
-    from secured_bio.config import load_yaml
     from secured_bio.pilots import run_pilot
 
-    config: dict[str, Any] = load_yaml(config_path) if config_path else {}
+    config = _config_from(config_path, settings)
     if sites is not None:
         config["sites"] = sites
     if seed is not None:
@@ -173,6 +176,43 @@ def pilots_run(
         f"metrics: {out_dir / 'metrics.json'}",
         style="green",
     )
+
+
+@pilots.command("collect")
+@click.argument("name")
+@click.option(
+    "--results", "results_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+    help="Folder the pilot's workflow rules wrote (same layout as 'pilots run' writes).",
+)
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="YAML config used for the run.")
+@click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
+              help="Set one config key (YAML value), repeatable.")
+def pilots_collect(
+    name: str, results_dir: Path, config_path: Path | None, settings: tuple[str, ...]
+) -> None:
+    """Write RESULTS/metrics.json for pilot NAME from outputs its workflow rules made."""
+    from secured_bio.pilots import collect_pilot
+
+    collect_pilot(name, results_dir, _config_from(config_path, settings))
+    _stderr(f"metrics: {results_dir / 'metrics.json'}", style="green")
+
+
+def _config_from(config_path: Path | None, settings: tuple[str, ...]) -> dict[str, Any]:
+    """Config from a YAML file plus KEY=VALUE overrides (dotted keys reach nested maps)."""
+    from secured_bio.config import load_yaml
+
+    config: dict[str, Any] = load_yaml(config_path) if config_path else {}
+    for item in settings:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--set")
+        node = config
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = _parse_scalar(raw)
+    return config
 
 
 # ------------------------------------------------------------------------------- validate

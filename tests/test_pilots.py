@@ -10,7 +10,7 @@ import pytest
 from conftest import run_cli
 
 from secured_bio.errors import ConfigError, PluginError, UnknownPilotError
-from secured_bio.pilots import PilotSpec, get_pilot, list_pilots, run_pilot
+from secured_bio.pilots import PilotSpec, collect_pilot, get_pilot, list_pilots, run_pilot
 
 BUILTIN = {"genomic_access", "synthetic_education", "telemonitoring", "tumor_classification"}
 
@@ -78,11 +78,15 @@ def run(out_dir, config):
         raise RuntimeError("tiny pilot failed on purpose")
     return {"answer": 2 * config["sites"]}
 
+def collect(results, config):
+    return {"collected": json.loads((results / "answer.json").read_text())["sites"]}
+
 @hookimpl
 def secured_bio_register_pilot():
     from pathlib import Path
     return PilotSpec(name="tiny_pilot", description="A tiny third-party pilot", run=run,
-                     status="preview", config_schema=Path(__file__).parent / "schema.yaml")
+                     collect=collect, status="preview",
+                     config_schema=Path(__file__).parent / "schema.yaml")
 '''
 TINY_SCHEMA = """
 type: object
@@ -162,3 +166,26 @@ def test_run_pilot__bad_config_and_foreign_out_dir(tiny_site, monkeypatch, tmp_p
     with pytest.raises(ConfigError, match="not empty and is not an earlier secured_bio output"):
         run_pilot("tiny_pilot", foreign, {})
     assert (foreign / "precious.txt").read_text() == "keep me"
+
+
+def test_collect_pilot__metrics_from_workflow_outputs(tiny_site, cli_env, tmp_path):
+    cli_env["PYTHONPATH"] = str(tiny_site)
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "answer.json").write_text(json.dumps({"sites": 5}))
+    res = run_cli("pilots", "collect", "tiny_pilot", "--results", str(results),
+                  "--set", "sites=5", env=cli_env)
+    assert res.returncode == 0, res.stderr
+    metrics = json.loads((results / "metrics.json").read_text())
+    assert metrics["collected"] == 5 and metrics["config"]["sites"] == 5
+    bad = run_cli("pilots", "collect", "tiny_pilot", "--results", str(results),
+                  "--set", "site=5", env=cli_env)
+    assert bad.returncode == 2 and "did you mean 'sites'" in bad.stderr
+    missing = run_cli("pilots", "collect", "tiny_pilot", "--results", str(tmp_path / "none"),
+                      env=cli_env)
+    assert missing.returncode == 1 and "results folder not found" in missing.stderr
+
+
+def test_collect_pilot__pilot_without_collect_is_refused(tmp_path):
+    with pytest.raises(PluginError, match="cannot collect workflow outputs"):
+        collect_pilot("telemonitoring", tmp_path)

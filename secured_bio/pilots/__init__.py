@@ -18,6 +18,7 @@ The four built-in pilots register through exactly the same path as third-party o
 
 from secured_bio.pilots._registry import (
     ENTRY_POINT_GROUP,
+    collect_pilot,
     get_pilot,
     list_pilots,
     plugin_manager,
@@ -29,6 +30,7 @@ __all__ = [
     "ENTRY_POINT_GROUP",
     "STATUSES",
     "PilotSpec",
+    "collect_pilot",
     "get_pilot",
     "hookimpl",
     "hookspec",

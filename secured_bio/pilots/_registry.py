@@ -167,17 +167,62 @@ def run_pilot(
     with atomic_dir(out) as tmp:
         log.info("running pilot %s into %s", spec.name, out)
         metrics = spec.run(tmp, cfg)
-        doc = {
-            "format": METRICS_FORMAT,
-            "format_version": METRICS_FORMAT_VERSION,
-            "pilot": spec.name,
-            "pilot_version": spec.version,
-            "status": spec.status,
-            "config": cfg,
-            "elapsed_s": round(time.perf_counter() - start, 3),
-            **metrics,
-        }
+        doc = _metrics_doc(spec, cfg, metrics, time.perf_counter() - start)
         with atomic_write(tmp / "metrics.json") as fh:
-            json.dump(doc, fh, indent=2, sort_keys=False, default=str)
+            json.dump(doc, fh, indent=2, default=str)
             fh.write("\n")
+    return doc
+
+
+def _metrics_doc(
+    spec: PilotSpec, cfg: Mapping[str, Any], metrics: Mapping[str, Any], elapsed: float
+) -> dict[str, Any]:
+    return {
+        "format": METRICS_FORMAT,
+        "format_version": METRICS_FORMAT_VERSION,
+        "pilot": spec.name,
+        "pilot_version": spec.version,
+        "status": spec.status,
+        "config": dict(cfg),
+        "elapsed_s": round(elapsed, 3),
+        **metrics,
+    }
+
+
+def collect_pilot(
+    name: str, results_dir: str | Path, config: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """Collect the metrics of a pilot whose workflow rules wrote its outputs.
+
+    Writes ``results_dir/metrics.json`` (atomically) and returns it.
+
+    Raises
+    ------
+    UnknownPilotError
+        If no pilot has that name.
+    PluginError
+        If the pilot has no ``collect`` function.
+    InputFileNotFoundError
+        If ``results_dir`` does not exist.
+    """
+    from secured_bio.errors import InputFileNotFoundError
+
+    spec = get_pilot(name)
+    if spec.collect is None:
+        raise PluginError(
+            f"pilot '{name}' cannot collect workflow outputs",
+            expected="a PilotSpec with collect=...",
+            fix=f"use 'secured-bio pilots run {name}' instead",
+        )
+    cfg = pilot_config(spec, config)
+    root = Path(results_dir)
+    if not root.is_dir():
+        raise InputFileNotFoundError(
+            "results folder not found", where=str(root), fix="run the pilot's workflow first"
+        )
+    start = time.perf_counter()
+    doc = _metrics_doc(spec, cfg, spec.collect(root, cfg), time.perf_counter() - start)
+    with atomic_write(root / "metrics.json") as fh:
+        json.dump(doc, fh, indent=2, default=str)
+        fh.write("\n")
     return doc

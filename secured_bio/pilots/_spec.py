@@ -25,6 +25,10 @@ STATUSES = {
 #: that are written to ``metrics.json``.
 RunFunction = Callable[[Path, Mapping[str, Any]], dict[str, Any]]
 
+#: ``collect(results_dir, config) -> metrics``: reads the outputs a pilot's Snakemake rules
+#: wrote under ``results_dir`` (the same layout ``run`` writes) and returns its metrics.
+CollectFunction = Callable[[Path, Mapping[str, Any]], dict[str, Any]]
+
 
 @dataclass(frozen=True)
 class PilotSpec:
@@ -46,6 +50,9 @@ class PilotSpec:
         The pilot's Snakemake rules file (``workflows/rules/<name>.smk``).
     data_specs
         Kinds of input the pilot reads (see ``secured-bio validate``).
+    collect
+        Optional ``collect(results_dir, config) -> metrics`` for workflows whose rules
+        write the pilot's outputs step by step (``secured-bio pilots collect``).
     """
 
     name: str
@@ -56,6 +63,7 @@ class PilotSpec:
     rules_file: Path | None = None
     data_specs: tuple[str, ...] = ()
     version: str = "0"
+    collect: CollectFunction | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

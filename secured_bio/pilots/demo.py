@@ -17,7 +17,9 @@ from secured_bio._atomic import atomic_write
 from secured_bio._progress import track
 from secured_bio.errors import InputFileNotFoundError, SchemaError
 
-__all__ = ["InputRule", "demo_data_run"]
+__all__ = [
+    "InputRule", "cohort_sites", "demo_data_run", "prepare_cohort", "validate_inputs",
+]
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +48,7 @@ def demo_data_run(
     Returns
     -------
     dict
-        ``{"data": ..., "inputs": {kind: n_files}, "validation": [reports]}`` for metrics.json.
+        ``{"data": ..., "inputs": {kind: n_files}, "validation": {...}}`` for metrics.json.
 
     Raises
     ------
@@ -55,8 +57,19 @@ def demo_data_run(
     SchemaError
         If an input violates its spec (raised by :func:`secured_bio.specs.validate`).
     """
-    from secured_bio.specs import validate
-    from secured_bio.testing import COHORT_MANIFEST, write_demo_cohort
+    data, source = prepare_cohort(pilot, out_dir, config)
+    return validate_inputs(pilot, data, source, out_dir, inputs)
+
+
+def prepare_cohort(pilot: str, out_dir: Path, config: Mapping[str, Any]) -> tuple[Path, str]:
+    """Return ``(cohort folder, "given"|"simulated")``: ``config['data']`` or a new demo cohort.
+
+    Raises
+    ------
+    InputFileNotFoundError
+        If ``config['data']`` names a folder that does not exist.
+    """
+    from secured_bio.testing import write_demo_cohort
 
     if config.get("data"):
         data = Path(config["data"])
@@ -65,16 +78,40 @@ def demo_data_run(
                 "cohort folder not found", where=str(data),
                 fix=f"make one with 'secured-bio demo {pilot} --out {data}'",
             )
-        source = "given"
-    else:
-        data = out_dir / "demo"
-        write_demo_cohort(
-            data, pilot=pilot, n_sites=int(config["sites"]), seed=int(config["seed"]),
-            **dict(config.get("demo") or {}),
-        )
-        source = "simulated"
-    manifest_file = data / COHORT_MANIFEST
-    manifest = json.loads(manifest_file.read_text()) if manifest_file.is_file() else {}
+        return data, "given"
+    data = out_dir / "demo"
+    write_demo_cohort(
+        data, pilot=pilot, n_sites=int(config["sites"]), seed=int(config["seed"]),
+        **dict(config.get("demo") or {}),
+    )
+    return data, "simulated"
+
+
+def cohort_sites(data: Path) -> list[str] | None:
+    """Site names from the cohort's ``cohort.json`` manifest, or None without one."""
+    from secured_bio.testing import COHORT_MANIFEST
+
+    manifest = data / COHORT_MANIFEST
+    if not manifest.is_file():
+        return None
+    sites = json.loads(manifest.read_text(encoding="utf-8")).get("sites")
+    return [str(s) for s in sites] if isinstance(sites, list) else None
+
+
+def validate_inputs(
+    pilot: str, data: Path, source: str, out_dir: Path, inputs: Sequence[InputRule]
+) -> dict[str, Any]:
+    """Validate the cohort's input files; write ``out_dir/validation.json``; return metrics.
+
+    Raises
+    ------
+    InputFileNotFoundError
+        If a rule matches no file.
+    SchemaError
+        If an input violates its spec.
+    """
+    from secured_bio.specs import validate
+
     jobs: list[tuple[str, Path, dict[str, Any]]] = []
     for kind, pattern, options in inputs:
         matches = sorted(data.glob(pattern))
@@ -102,12 +139,12 @@ def demo_data_run(
     with atomic_write(out_dir / "validation.json") as fh:
         json.dump(reports, fh, indent=2, default=str)
     log.info("%s: %d input files validated", pilot, len(reports))
+    sites = cohort_sites(data)
     return {
         "data": {"source": source, "folder": "demo" if source == "simulated" else str(data),
-                 "sites": len(manifest["sites"]) if "sites" in manifest else None},
+                 "sites": len(sites) if sites is not None else None},
         "inputs": counts,
         "validation": {"files": len(reports), "all_ok": all(r["ok"] for r in reports),
                        "warnings": sum(len(r["warnings"]) for r in reports),
                        "report": "validation.json"},
     }
-

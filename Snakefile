@@ -19,14 +19,14 @@ report: "workflows/report/workflow.rst"
 
 rule all:
     input:
-        expand("results/{pilot}/run/metrics.json", pilot=config["pilots"]),
+        [pilot_metrics(p) for p in config["pilots"]],
         "results/summary.md",
     default_target: True
 
 
 rule summary:
     input:
-        expand("results/{pilot}/run/metrics.json", pilot=config["pilots"]),
+        [pilot_metrics(p) for p in config["pilots"]],
     output:
         report("results/summary.md", category="Summary"),
     log:

@@ -7,6 +7,7 @@ import pytest
 from conftest import run_cli
 
 from secured_bio.cli import cli, main
+from secured_bio.pilots import get_pilot
 
 
 def _all_commands(group: click.Group, prefix=()):
@@ -124,7 +125,7 @@ def test_pilots_run__builtin_pilot_end_to_end(pilot, tmp_path, capsys):
         capsys.readouterr().err
     )
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["pilot"] == pilot and metrics["status"] == "demo-data-only"
+    assert metrics["pilot"] == pilot and metrics["status"] == get_pilot(pilot).status
     assert metrics["config"]["sites"] == 2 and metrics["data"]["source"] == "simulated"
     assert metrics["validation"]["all_ok"] is True and metrics["validation"]["files"] >= 1
     reports = json.loads((out / "validation.json").read_text())
@@ -138,6 +139,13 @@ def test_pilots_run__builtin_pilot_end_to_end(pilot, tmp_path, capsys):
     assert main(["pilots", "run", pilot, "--out", str(out2), "--data", str(out / "demo")]) == 0
     m2 = json.loads((out2 / "metrics.json").read_text())
     assert m2["data"]["source"] == "given" and m2["inputs"] == metrics["inputs"]
+    if pilot == "genomic_access":  # per-site QC and the secure GWAS ran on the cohort
+        assert set(metrics["qc"]) == {"site1", "site2"}
+        assert metrics["gwas"]["n_variants_tested"] > 0
+        assert metrics["gwas"]["planted_causal"]["n"] == 2
+        assert metrics["gwas"]["protocol"]["sites"] == ["site1", "site2"]
+        assert (out / "gwas" / "cohort.linear.manhattan.png").stat().st_size > 1000
+        assert m2["gwas"]["lambda_gc"] == metrics["gwas"]["lambda_gc"]
 
 
 def test_demo__replaces_own_cohort_whole_and_refuses_foreign_folder(tmp_path, capsys):

@@ -1,6 +1,7 @@
 """The Snakemake workflow: lint, dry run, a real run on a tiny demo, and the HTML report."""
 
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -45,7 +46,12 @@ def test_dry_run__plans_every_pilot(workdir, cli_env):
     res = snakemake("--dry-run", "--quiet", "rules", cwd=workdir, env=cli_env)
     assert res.returncode == 0, res.stderr
     for pilot in TINY_CONFIG["demo"]:
-        assert f"{pilot}_demo" in res.stdout and f"{pilot}_run" in res.stdout
+        assert f"{pilot}_demo" in res.stdout
+        if pilot == "genomic_access":  # its steps are rules, one job per site where local
+            for rule, jobs in (("ingest", 2), ("qc", 2), ("gwas", 1), ("metrics", 1)):
+                assert re.search(rf"genomic_access_{rule}\s+{jobs}\n", res.stdout), rule
+        else:
+            assert f"{pilot}_run" in res.stdout
     assert "summary" in res.stdout
 
 
@@ -63,11 +69,21 @@ def test_real_run__tiny_demo_all_pilots_and_report(workdir, cli_env):
     assert res.returncode == 0, res.stderr[-4000:]
     summary = (workdir / "results" / "summary.md").read_text()
     for pilot in TINY_CONFIG["demo"]:
+        assert f"## {pilot}" in summary
+        assert (workdir / "logs" / pilot / "demo.log").is_file()
+        if pilot == "genomic_access":
+            continue
         metrics = json.loads((workdir / "results" / pilot / "run" / "metrics.json").read_text())
         assert metrics["validation"]["all_ok"] is True
         assert metrics["data"]["source"] == "given"
-        assert f"## {pilot}" in summary
-        assert (workdir / "logs" / pilot / "demo.log").is_file()
+    ga = workdir / "results" / "genomic_access"
+    metrics = json.loads((ga / "metrics.json").read_text())
+    assert metrics["sites"] == ["site1", "site2"] and set(metrics["qc"]) == {"site1", "site2"}
+    assert metrics["gwas"]["test"] == "linear" and metrics["gwas"]["n_variants_tested"] > 0
+    for site in ("site1", "site2"):
+        assert (ga / "stores" / f"{site}.zarr" / "zarr.json").is_file()
+        assert (ga / "qc" / f"{site}.hardy").is_file()
+        assert (workdir / "logs" / "genomic_access" / f"ingest_{site}.log").is_file()
     rep = snakemake("--report", "report.html", cwd=workdir, env=cli_env)
     assert rep.returncode == 0, rep.stderr[-2000:]
     assert (workdir / "report.html").stat().st_size > 10_000

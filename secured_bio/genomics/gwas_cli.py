@@ -1,10 +1,14 @@
-"""``secured-bio gwas``: plaintext association tests on one dataset (the reference path).
+"""``secured-bio gwas``: association tests, plaintext on one dataset or secure across sites.
 
 ``secured-bio gwas run`` reads genotypes (a VCF/BCF or a zarr store), a plink2 phenotype
 file and optionally covariates and principal components, runs one test per variant and
 writes ``PREFIX.<test>.tsv`` (plink column names), GWAS-SSF, plots and a JSON summary.
 The work itself is :func:`run_gwas`, a library function; the click command only parses
 options.
+
+``secured-bio gwas secure`` runs the same tests across sites without pooling genotypes
+(one SMPC party per site on this host) and ``secured-bio gwas party`` runs one site on its
+own host; both call :mod:`secured_bio.genomics.secure_gwas`.
 """
 
 from __future__ import annotations
@@ -309,7 +313,7 @@ def _split(value: str | None) -> list[str] | None:
 
 @click.group()
 def gwas() -> None:
-    """Genome-wide association tests (plaintext reference path on one dataset)."""
+    """Genome-wide association tests: plaintext ('run') or secure across sites."""
 
 
 @gwas.command("run")
@@ -373,3 +377,172 @@ def run(
     if s["n_pheno_ids_absent_from_genotypes"]:
         click.echo(f"note: {s['n_pheno_ids_absent_from_genotypes']} phenotype rows have an "
                    "IID absent from the genotypes (ignored)", err=True)
+
+
+# ----------------------------------------------------------------- secure multi-site GWAS
+def _sites(values: Sequence[str]) -> dict[str, Path]:
+    """Parse repeated ``--site NAME=PATH`` options (names unique, in the order given)."""
+    sites: dict[str, Path] = {}
+    for value in values:
+        name, sep, path = value.partition("=")
+        name = name.strip()
+        if not sep or not name or not path.strip():
+            raise ConfigError("invalid --site", where="--site", expected="NAME=PATH",
+                              got=f"a value without {'a name' if sep else '='}",
+                              fix="e.g. --site hospital_a=/data/a.vcf.gz")
+        if name in sites:
+            raise ConfigError("a site is named twice", where="--site", got=f"'{name}' twice",
+                              fix="give every site its own name")
+        sites[name] = Path(path.strip())
+    return sites
+
+
+def _firth_mode(firth: bool, firth_fallback: bool) -> bool | Literal["fallback"]:
+    if firth and firth_fallback:
+        raise ConfigError("--firth and --firth-fallback exclude each other",
+                          where="--firth/--firth-fallback", fix="give one of them")
+    return True if firth else ("fallback" if firth_fallback else False)
+
+
+def _analysis_options(fn: Any) -> Any:
+    """Add the analysis options shared by ``gwas secure`` and ``gwas party``."""
+    options = [
+        click.option("--pheno", required=True,
+                     type=click.Path(dir_okay=False, path_type=Path),
+                     help="plink2 phenotype file holding every site's samples (each site "
+                     "reads only its own rows)."),
+        click.option("--pheno-name", help="Phenotype column (default: the first)."),
+        click.option("--covar", type=click.Path(dir_okay=False, path_type=Path),
+                     help="plink2 covariate file (regressions only)."),
+        click.option("--covar-name", help="Comma-separated covariate columns (default: all)."),
+        click.option("--pcs", type=click.IntRange(min=0), default=0, show_default=True,
+                     help="Add K principal components (federated PCA of securely summed "
+                     "products, at most 5000 variants) as covariates."),
+        click.option("--test", "test", required=True,
+                     type=click.Choice(["linear", "logistic", "allelic", "trend"]),
+                     help="linear/logistic = plink2 --glm; allelic = plink1.9 --assoc; "
+                     "trend = plink1.9 --model TREND."),
+        click.option("--firth", is_flag=True,
+                     help="Logistic: Firth-penalised regression for every variant."),
+        click.option("--firth-fallback", is_flag=True,
+                     help="Logistic: Firth only where plain regression fails."),
+        click.option("--intersect", is_flag=True,
+                     help="Analyse the variants common to all sites (reported) instead of "
+                     "failing when the sites' variant lists differ."),
+        click.option("--master-addr", default="127.0.0.1", show_default=True,
+                     help="Rendezvous address (party rank 0's host, reachable by all)."),
+        click.option("--timeout", "timeout_s", type=click.FloatRange(min=0, min_open=True),
+                     default=120.0, show_default=True,
+                     help="Seconds to wait for every site to connect."),
+        click.option("--chunk-size", type=click.IntRange(min=1),
+                     help="Variants per secure block (default: from the pooled sample count)."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _report(result: Any, test: str) -> None:
+    s = result.summary
+    lam = s["lambda_gc"]
+    protocol = s["protocol"]
+    click.echo(
+        f"{test} (secure, {len(protocol['sites'])} sites): {s['n_variants_tested']}/"
+        f"{s['n_variants']} variants tested on {s['n_samples']} samples; lambda_GC "
+        f"{lam if lam is None else f'{lam:.3f}'}; {s['n_genome_wide_hits']} at "
+        f"P < {s['genome_wide_threshold']:g}"
+        + (f"; results: {result.paths['table']}" if result.paths else ""),
+        err=True,
+    )
+    sent = ", ".join(f"{n} {b / 1e6:.2f} MB" for n, b in protocol["bytes_sent"].items())
+    secs = max(protocol["seconds"].values())
+    click.echo(f"protocol: sent {sent}; slowest site {secs:.1f} s", err=True)
+    dropped = {n: k for n, k in result.dropped_variants.items() if k}
+    if protocol["intersect"]:
+        click.echo("intersect: " + (", ".join(f"{n} dropped {k} variants"
+                                             for n, k in dropped.items()) or "no variant dropped")
+                   + f"; {protocol['variants_analysed']} analysed", err=True)
+
+
+@gwas.command("secure")
+@click.option("--site", "site", multiple=True, required=True, metavar="NAME=PATH",
+              help="A site and its genotypes (VCF/BCF or zarr store); repeat per site, "
+              "rank order. Each runs as its own process.")
+@_analysis_options
+@click.option("--master-port", type=click.IntRange(1, 65535),
+              help="Rendezvous port (default: a free one).")
+@click.option("--out", required=True, type=click.Path(path_type=Path),
+              help="Output prefix: writes PREFIX.<test>.tsv, .ssf.tsv(+meta), .png, .json.")
+def secure(
+    site: tuple[str, ...], pheno: Path, pheno_name: str | None, covar: Path | None,
+    covar_name: str | None, pcs: int, test: Test, firth: bool, firth_fallback: bool,
+    intersect: bool, master_addr: str, timeout_s: float, chunk_size: int | None,
+    master_port: int | None, out: Path,
+) -> None:
+    """Secure multi-site GWAS: one party per site on this host, only pooled sums revealed.
+
+    Every site's process reads only its own genotypes and its own phenotype/covariate rows,
+    computes its per-variant sums locally and adds them with the other sites' by secure
+    aggregation; results equal the pooled analysis ('gwas run' on the merged cohort).
+
+    \b
+    Outputs: as 'gwas run', and the summary JSON has a 'protocol' section (sites, bytes
+    sent per party, seconds, reveal set). For sites on different hosts use 'gwas party'.
+    """
+    from secured_bio.genomics.secure_gwas import secure_gwas
+
+    result = secure_gwas(
+        _sites(site), pheno=pheno, test=test, out=out, pheno_name=pheno_name, covar=covar,
+        covar_names=_split(covar_name), pcs=pcs, firth=_firth_mode(firth, firth_fallback),
+        intersect=intersect, master_addr=master_addr, master_port=master_port,
+        timeout_s=timeout_s, chunk_size=chunk_size,
+    )
+    _report(result, test)
+
+
+@gwas.command("party")
+@click.option("--rank", type=click.IntRange(min=0), required=True,
+              help="This site's party rank (0 hosts the rendezvous and writes the outputs).")
+@click.option("--world-size", type=click.IntRange(min=2), required=True,
+              help="Number of sites.")
+@click.option("--site", "site", required=True, metavar="NAME=PATH",
+              help="This site's name and genotypes (VCF/BCF or zarr store).")
+@_analysis_options
+@click.option("--master-port", type=click.IntRange(1, 65535), required=True,
+              help="Rendezvous port on --master-addr.")
+@click.option("--interface", help="Network interface for gloo (e.g. eth0).")
+@click.option("--out", type=click.Path(path_type=Path),
+              help="Output prefix (rank 0 writes; required there).")
+def party(
+    rank: int, world_size: int, site: str, pheno: Path, pheno_name: str | None,
+    covar: Path | None, covar_name: str | None, pcs: int, test: Test, firth: bool,
+    firth_fallback: bool, intersect: bool, master_addr: str, timeout_s: float,
+    chunk_size: int | None, master_port: int, interface: str | None, out: Path | None,
+) -> None:
+    """Run ONE site of a secure GWAS on this host (start one per site, same options).
+
+    \b
+    Example with three hosts (rank 0 on 10.0.0.1):
+      secured-bio gwas party --rank 0 --world-size 3 --site a=a.vcf.gz \\
+          --master-addr 10.0.0.1 --master-port 29500 --pheno p.tsv --test linear --out res
+      secured-bio gwas party --rank 1 --world-size 3 --site b=b.vcf.gz \\
+          --master-addr 10.0.0.1 --master-port 29500 --pheno p.tsv --test linear
+      ... and rank 2 likewise. Every site gets the results; rank 0 writes the files.
+    """
+    from secured_bio.genomics.secure_gwas import run_site
+
+    if rank >= world_size:
+        raise ConfigError("invalid party rank", where="--rank",
+                          expected=f"0..{world_size - 1}", got=str(rank))
+    if rank == 0 and out is None:
+        raise ConfigError("party rank 0 writes the outputs", where="--out",
+                          fix="give --out PREFIX to the rank 0 party")
+    ((name, path),) = _sites([site]).items()
+    result = run_site(
+        rank, world_size, name, path, pheno=pheno, test=test, out=out, pheno_name=pheno_name,
+        covar=covar, covar_names=_split(covar_name), pcs=pcs,
+        firth=_firth_mode(firth, firth_fallback), intersect=intersect,
+        master_addr=master_addr, master_port=master_port, timeout_s=timeout_s,
+        chunk_size=chunk_size, interface=interface,
+    )
+    _report(result, test)

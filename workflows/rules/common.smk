@@ -11,6 +11,20 @@ configfile: "config/config.yaml"
 validate(config, "../schemas/config.schema.yaml")
 
 
+SITES = [f"site{i}" for i in range(1, config["sites"] + 1)]
+
+# Where each pilot's metrics.json lands: pilots whose steps are rules write it with
+# `secured-bio pilots collect` at their results root; the others with `pilots run`.
+COLLECTED = {"genomic_access"}
+
+
+def pilot_metrics(pilot):
+    """Path of a pilot's metrics.json."""
+    if pilot in COLLECTED:
+        return f"results/{pilot}/metrics.json"
+    return f"results/{pilot}/run/metrics.json"
+
+
 def demo_params(pilot):
     """Simulator parameters of one pilot as repeated --param KEY=VALUE options."""
     params = config["demo"].get(pilot, {})

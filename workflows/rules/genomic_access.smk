@@ -1,37 +1,117 @@
-# Pilot genomic_access: demo cohort (bgzipped + tabix-indexed VCF per site, phenotypes, covariates) for config["sites"] sites,
-# then the pilot run on it (metrics.json). Status: demo data only; the analysis rules of its
-# issue are added here as they land.
+# Pilot genomic_access: per-site ingest + QC, then the secure multi-site GWAS (one process
+# per site; only summed statistics are revealed), plots, and the pilot's metrics.
+# Layout under results/genomic_access/ is the one `secured-bio pilots run genomic_access`
+# writes (see pilots/genomic_access/plugin.py).
 
 
 rule genomic_access_demo:
     output:
-        directory("results/genomic_access/demo"),
+        vcf=expand("results/genomic_access/demo/{site}.vcf.gz", site=SITES),
+        tbi=expand("results/genomic_access/demo/{site}.vcf.gz.tbi", site=SITES),
+        pheno="results/genomic_access/demo/pheno.tsv",
+        covar="results/genomic_access/demo/covar.tsv",
+        truth="results/genomic_access/demo/truth.json",
+        ancestry="results/genomic_access/demo/ancestry.tsv",
+        manifest="results/genomic_access/demo/cohort.json",
     log:
         "logs/genomic_access/demo.log",
     conda:
         "../envs/secured_bio.yaml"
     params:
+        out=subpath(output.manifest, parent=True),
         sites=config["sites"],
         seed=config["seed"],
         extra=demo_params("genomic_access"),
     shell:
         "secured-bio -v demo genomic_access --sites {params.sites} --seed {params.seed} "
-        "{params.extra} --out {output} 2> {log}"
+        "{params.extra} --out {params.out} 2> {log}"
 
 
-rule genomic_access_run:
+rule genomic_access_ingest:
     input:
-        "results/genomic_access/demo",
+        vcf="results/genomic_access/demo/{site}.vcf.gz",
+        tbi="results/genomic_access/demo/{site}.vcf.gz.tbi",
     output:
-        metrics="results/genomic_access/run/metrics.json",
-        validation="results/genomic_access/run/validation.json",
+        directory("results/genomic_access/stores/{site}.zarr"),
     log:
-        "logs/genomic_access/run.log",
+        "logs/genomic_access/ingest_{site}.log",
+    conda:
+        "../envs/secured_bio.yaml"
+    shell:
+        "secured-bio -v genomics ingest --vcf {input.vcf} --out {output} 2> {log}"
+
+
+rule genomic_access_qc:
+    input:
+        "results/genomic_access/stores/{site}.zarr",
+    output:
+        multiext(
+            "results/genomic_access/qc/{site}",
+            ".afreq",
+            ".hardy",
+            ".vmiss",
+            ".smiss",
+            ".het",
+            ".qc.json",
+        ),
+    log:
+        "logs/genomic_access/qc_{site}.log",
     conda:
         "../envs/secured_bio.yaml"
     params:
-        out=subpath(output.metrics, parent=True),
-        sites=config["sites"],
+        prefix=subpath(output[0], strip_suffix=".afreq"),
     shell:
-        "secured-bio -v pilots run genomic_access --data {input} --sites {params.sites} "
-        "--out {params.out} 2> {log}"
+        "secured-bio -v genomics qc --zarr {input} --out {params.prefix} 2> {log}"
+
+
+rule genomic_access_gwas:
+    input:
+        stores=expand("results/genomic_access/stores/{site}.zarr", site=SITES),
+        pheno="results/genomic_access/demo/pheno.tsv",
+        covar="results/genomic_access/demo/covar.tsv",
+    output:
+        table="results/genomic_access/gwas/cohort.{test}.tsv",
+        ssf="results/genomic_access/gwas/cohort.{test}.ssf.tsv",
+        meta="results/genomic_access/gwas/cohort.{test}.ssf.tsv-meta.yaml",
+        summary="results/genomic_access/gwas/cohort.{test}.summary.json",
+        manhattan=report(
+            "results/genomic_access/gwas/cohort.{test}.manhattan.png",
+            category="genomic_access",
+        ),
+        qq=report("results/genomic_access/gwas/cohort.{test}.qq.png", category="genomic_access"),
+    log:
+        "logs/genomic_access/gwas_{test}.log",
+    conda:
+        "../envs/secured_bio.yaml"
+    params:
+        prefix=lambda wildcards, output: output.table.removesuffix(f".{wildcards.test}.tsv"),
+        sites=lambda wildcards, input: " ".join(
+            f"--site {site}={store}" for site, store in zip(SITES, input.stores)
+        ),
+        covar=lambda wildcards, input: (
+            f"--covar {input.covar}" if wildcards.test in ("linear", "logistic") else ""
+        ),
+        pheno_name=lambda wildcards: "quant" if wildcards.test == "linear" else "case",
+    shell:
+        "secured-bio -v gwas secure {params.sites} --pheno {input.pheno} "
+        "--pheno-name {params.pheno_name} {params.covar} --test {wildcards.test} "
+        "--out {params.prefix} 2> {log}"
+
+
+rule genomic_access_metrics:
+    input:
+        manifest="results/genomic_access/demo/cohort.json",
+        truth="results/genomic_access/demo/truth.json",
+        qc=expand("results/genomic_access/qc/{site}.qc.json", site=SITES),
+        gwas="results/genomic_access/gwas/cohort.linear.summary.json",
+    output:
+        "results/genomic_access/metrics.json",
+    log:
+        "logs/genomic_access/metrics.log",
+    conda:
+        "../envs/secured_bio.yaml"
+    params:
+        root=subpath(output[0], parent=True),
+    shell:
+        "secured-bio -v pilots collect genomic_access --results {params.root} "
+        "--set test=linear 2> {log}"

@@ -11,17 +11,51 @@ from secured_bio.errors import FormatError, InputFileNotFoundError
 __all__ = ["summarize_results"]
 
 
+#: Detail that stays in the JSON files (named in the summary, not spelled out).
+_DETAIL_KEYS = ("reveal_set", "per_site")
+
+
+def _is_table(v: Any) -> bool:
+    """Tell whether ``v`` maps names to mappings with the same scalar keys (a table)."""
+    if not isinstance(v, dict) or len(v) < 2 or not all(isinstance(x, dict) for x in v.values()):
+        return False
+    keys = [tuple(x) for x in v.values()]
+    return len(set(keys)) == 1 and all(
+        not isinstance(y, dict | list) for x in v.values() for y in x.values()
+    )
+
+
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k, v in d.items():
         key = f"{prefix}{k}"
-        if isinstance(v, dict):
+        if k in _DETAIL_KEYS:
+            out[key] = "(see the JSON file)"
+        elif _is_table(v):
+            continue  # rendered as a table by _tables
+        elif isinstance(v, dict):
             out.update(_flatten(v, key + "."))
         elif isinstance(v, list):
-            out[key] = f"[{len(v)} items]"
+            out[key] = ", ".join(map(str, v)) if len(v) <= 8 else f"[{len(v)} items]"
         else:
             out[key] = v
     return out
+
+
+def _tables(d: dict[str, Any], prefix: str = "") -> list[str]:
+    """Markdown tables for every mapping of same-shaped mappings (rows = outer keys)."""
+    lines: list[str] = []
+    for k, v in d.items():
+        if _is_table(v):
+            cols = list(next(iter(v.values())))
+            lines += ["", f"{prefix}{k}:", "", "| | " + " | ".join(cols) + " |",
+                      "| --- |" + " --- |" * len(cols)]
+            lines += [f"| {row} | " + " | ".join(str(x[c]) for c in cols) + " |"
+                      for row, x in v.items()]
+            lines.append("")
+        elif isinstance(v, dict) and k not in _DETAIL_KEYS:
+            lines += _tables(v, f"{prefix}{k}.")
+    return lines
 
 
 #: Headline figures of a validation summary, per kind, in the order they are shown.
@@ -86,5 +120,6 @@ def summarize_results(results: str | Path) -> str:
                          if k not in ("format", "format_version", "pilot", "status", "config")})
         for key, value in flat.items():
             lines.append(f"- {key}: {value}")
+        lines += _tables(doc)
         lines.append("")
     return "\n".join(lines)

@@ -228,3 +228,17 @@ def test_pilots_run__corrupt_cohort_fails_without_output(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "site2.vcf.gz" in err
     assert not out.exists() and not list(tmp_path.glob(".run.*"))
+
+
+def test_summarize__per_site_counts_become_a_table(tmp_path, capsys):
+    run = tmp_path / "p"
+    run.mkdir()
+    (run / "metrics.json").write_text(json.dumps({
+        "pilot": "x", "status": "preview",
+        "qc": {"site1": {"samples": 3, "variants": 9}, "site2": {"samples": 4, "variants": 9}},
+        "protocol": {"reveal_set": {"k": "v"}, "rounds": 2},
+    }))
+    assert main(["summarize", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "| site2 | 4 | 9 |" in out and "- protocol.rounds: 2" in out
+    assert "protocol.reveal_set: (see the JSON file)" in out

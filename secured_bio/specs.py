@@ -47,6 +47,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from secured_bio._bgzf import compression as _compression
+from secured_bio._bgzf import has_bgzf_eof as _has_bgzf_eof
 from secured_bio.errors import (
     ConfigError,
     FormatError,
@@ -1077,30 +1079,11 @@ def _check_clinical(path: Path, spec: dict[str, Any], opts: dict[str, Any]) -> t
 # VCF / BCF
 # --------------------------------------------------------------------------------------
 
-# The 28-byte empty block that ends every complete BGZF file (SAM spec section 4.1.2).
-_BGZF_EOF = bytes.fromhex("1f8b08040000000000ff0600424302001b0003000000000000000000")
 _FORMAT_ID = re.compile(r"^##FORMAT=<ID=([^,>]+)")
 
 
-def _compression(path: Path) -> str:
-    """Return 'bgzf', 'gzip' or 'plain' from the file's magic bytes (SAM spec 4.1)."""
-    with open(path, "rb") as f:
-        head = f.read(18)
-    if head[:2] != b"\x1f\x8b":
-        return "plain"
-    # BGZF: gzip with FEXTRA (FLG bit 2) and an extra subfield 'BC' at bytes 12-13.
-    if len(head) >= 18 and head[3] & 4 and head[12:14] == b"BC":
-        return "bgzf"
-    return "gzip"
 
 
-def _has_bgzf_eof(path: Path) -> bool:
-    with open(path, "rb") as f:
-        f.seek(0, os.SEEK_END)
-        if f.tell() < len(_BGZF_EOF):
-            return False
-        f.seek(-len(_BGZF_EOF), os.SEEK_END)
-        return f.read() == _BGZF_EOF
 
 
 @contextlib.contextmanager

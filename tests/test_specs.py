@@ -19,6 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from secured_bio import specs
+from secured_bio._bgzf import BGZF_EOF
 from secured_bio.errors import (
     ConfigError,
     FormatError,
@@ -356,7 +357,7 @@ def test_vcf__truncated_bgzf_names_the_record(tmp_path: Path) -> None:
 
 def test_vcf__truncated_at_a_block_boundary_raises(tmp_path: Path) -> None:
     path = _write_vcf(tmp_path, _vcf_text(_GOOD_RECORDS), index=False)
-    path.write_bytes(path.read_bytes()[: -len(specs._BGZF_EOF)])
+    path.write_bytes(path.read_bytes()[: -len(BGZF_EOF)])
     with pytest.raises(FormatError, match="BGZF file is truncated.*after record 4"):
         validate("vcf", path)
 

@@ -49,6 +49,8 @@ from typing import Any
 import numpy as np
 
 from secured_bio._atomic import atomic_dir
+from secured_bio._bgzf import compression as _compression
+from secured_bio._bgzf import has_bgzf_eof as _has_bgzf_eof
 from secured_bio._progress import track
 from secured_bio.errors import (
     ConfigError,
@@ -71,7 +73,6 @@ MULTIALLELIC_MODES = ("split", "skip")
 """Accepted values of ``ingest_vcf(multiallelic=...)``."""
 
 _FIXED = [b"#CHROM", b"POS", b"ID", b"REF", b"ALT", b"QUAL", b"FILTER", b"INFO", b"FORMAT"]
-_BGZF_EOF = bytes.fromhex("1f8b08040000000000ff0600424302001b0003000000000000000000")
 # Calls per parse batch (~4 MB of int8 calls): bounds the parse memory for any cohort size.
 _BATCH_CALLS = 1 << 21
 _MAX_BATCH_LINES = 1024
@@ -198,24 +199,8 @@ def _where(path: Path, record: int | None, line: int | None = None, extra: str =
     return f"{path}: " + ", ".join(parts) if parts else str(path)
 
 
-def _compression(path: Path) -> str:
-    """Return 'bgzf', 'gzip' or 'plain' from the magic bytes (SAM spec section 4.1)."""
-    with open(path, "rb") as f:
-        head = f.read(18)
-    if head[:2] != b"\x1f\x8b":
-        return "plain"
-    if len(head) >= 18 and head[3] & 4 and head[12:14] == b"BC":
-        return "bgzf"
-    return "gzip"
 
 
-def _has_bgzf_eof(path: Path) -> bool:
-    with open(path, "rb") as f:
-        f.seek(0, os.SEEK_END)
-        if f.tell() < len(_BGZF_EOF):
-            return False
-        f.seek(-len(_BGZF_EOF), os.SEEK_END)
-        return f.read() == _BGZF_EOF
 
 
 def _is_bcf(path: Path, compression: str) -> bool:

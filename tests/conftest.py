@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -34,3 +35,23 @@ def run_cli(*args: str, env: dict[str, str], cwd: Path | None = None, timeout: i
         [str(BIN / "secured-bio"), *args], env=env, cwd=cwd, capture_output=True, text=True,
         timeout=timeout,
     )
+
+
+#: Independent reference tools the cross-checks compare against; `make test` installs them
+#: (Makefile target `sysdeps`), so in CI a missing tool is an error, never a silent skip.
+REFERENCE_TOOLS = ("plink2", "plink1.9", "bcftools", "tabix")
+
+
+def require_tools(*names: str) -> None:
+    """Fail (not skip) when a reference tool is missing, saying how to install it."""
+    missing = [n for n in names if shutil.which(n) is None]
+    if missing:
+        pytest.fail(f"reference tool(s) missing: {', '.join(missing)}; run 'make sysdeps' "
+                    "(apt-get install plink2 plink1.9 bcftools tabix)", pytrace=False)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """In CI, refuse to run when a reference tool is missing (its tests would be skipped)."""
+    missing = [n for n in REFERENCE_TOOLS if shutil.which(n) is None]
+    if missing and os.environ.get("CI"):
+        raise pytest.UsageError(f"reference tools missing in CI: {', '.join(missing)}")

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import gzip
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import require_tools
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -151,8 +151,7 @@ def test_ingest__demo_cohort_equals_independent_text_parse(tmp_path):
 
 @pytest.mark.reference
 def test_ingest__bcf_and_vcf_give_the_same_store(tmp_path):
-    if shutil.which("bcftools") is None:
-        pytest.skip("bcftools not installed")
+    require_tools("bcftools")
     samples = ["a", "b", "c"]
     records = ["1\t5\trs1\tA\tG\t.\t.\t.\tGT:DP\t0/1:3\t1|1:4\t./.:0",
                "1\t9\t.\tT\tC,G\t.\t.\t.\tGT\t1/2\t0|2\t./1",
@@ -241,8 +240,7 @@ def _multiallelic_records(n_variants: int, n_samples: int, seed: int) -> list[st
 
 @pytest.mark.reference
 def test_ingest__multiallelic_split_equals_bcftools_norm(tmp_path):
-    if shutil.which("bcftools") is None:
-        pytest.skip("bcftools not installed")
+    require_tools("bcftools")
     samples = [f"s{i}" for i in range(7)]
     vcf = write_vcf(tmp_path / "m.vcf.gz", samples, _multiallelic_records(30, 7, seed=5),
                     compress=True)
@@ -307,8 +305,7 @@ def test_ingest__region_reads_through_the_index(tmp_path):
 
 @pytest.mark.reference
 def test_ingest__bcf_region_reads_through_the_index(tmp_path):
-    if shutil.which("bcftools") is None:
-        pytest.skip("bcftools not installed")
+    require_tools("bcftools")
     vcf = write_vcf(tmp_path / "r.vcf.gz", ["a", "b"], _simple_records(20, 2), compress=True)
     bcf = tmp_path / "r.bcf"
     subprocess.run(["bcftools", "view", "-Ob", "-o", str(bcf), str(vcf)], check=True)
@@ -400,8 +397,7 @@ def test_ingest__truncated_bgzf_names_record_and_leaves_no_store(tmp_path):
 
 @pytest.mark.reference
 def test_ingest__truncated_bcf_names_record(tmp_path):
-    if shutil.which("bcftools") is None:
-        pytest.skip("bcftools not installed")
+    require_tools("bcftools")
     bcf = tmp_path / "x.bcf"
     subprocess.run(["bcftools", "view", "-Ob", "-o", str(bcf), str(_demo_bgzf(tmp_path))],
                    check=True)

@@ -32,6 +32,7 @@ from secured_bio.genomics.qc import (
     write_qc_reports,
 )
 from secured_bio.genomics.store import (
+    CHUNK_TARGET_BYTES,
     DEFAULT_CHUNK_SIZE,
     FILL_ALLELE,
     FORMAT_NAME,
@@ -40,6 +41,7 @@ from secured_bio.genomics.store import (
     VARIABLES,
     GenotypeStore,
     Variable,
+    auto_chunk_size,
     genotype_dosage,
     open_genotypes,
 )
@@ -89,6 +91,7 @@ __all__ = [
     # store
     "FORMAT_NAME",
     "FORMAT_VERSION",
+    "CHUNK_TARGET_BYTES",
     "DEFAULT_CHUNK_SIZE",
     "MISSING_ALLELE",
     "FILL_ALLELE",
@@ -96,6 +99,7 @@ __all__ = [
     "Variable",
     "GenotypeStore",
     "open_genotypes",
+    "auto_chunk_size",
     "genotype_dosage",
     # ingest
     "IngestReport",

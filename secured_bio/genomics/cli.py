@@ -31,15 +31,16 @@ def genomics() -> None:
               help="VCF (plain, bgzipped or gzipped) or BCF file.")
 @click.option("--out", "out", required=True, type=click.Path(path_type=Path),
               help="Store folder to write (e.g. site1.zarr); replaced only when complete.")
-@click.option("--chunk-size", type=click.IntRange(min=1), default=DEFAULT_CHUNK_SIZE,
-              show_default=True,
-              help="Variants per chunk; memory is about 4 bytes x chunk size x samples.")
+@click.option("--chunk-size", type=click.IntRange(min=1), default=None,
+              help="Variants per chunk; memory is about 8 bytes x chunk size x samples "
+                   f"[default: at most 128 MiB of dosages per chunk, at most "
+                   f"{DEFAULT_CHUNK_SIZE:,} variants].")
 @click.option("--multiallelic", type=click.Choice(MULTIALLELIC_MODES), default="split",
               show_default=True,
               help="split: one biallelic variant per ALT (as bcftools norm -m-any); skip: drop.")
 @click.option("--region", default=None, metavar="CONTIG[:START-END]",
               help="Read only this region through the .tbi/.csi index.")
-def ingest(vcf: Path, out: Path, chunk_size: int, multiallelic: str, region: str | None
+def ingest(vcf: Path, out: Path, chunk_size: int | None, multiallelic: str, region: str | None
            ) -> None:
     """Stream a VCF/BCF into a chunked, compressed zarr v3 genotype store.
 

@@ -60,11 +60,11 @@ from secured_bio.errors import (
     did_you_mean,
 )
 from secured_bio.genomics.store import (
-    DEFAULT_CHUNK_SIZE,
     FILL_ALLELE,
     MISSING_ALLELE,
     _is_our_store,
     _StoreWriter,
+    auto_chunk_size,
 )
 
 __all__ = ["IngestReport", "ingest_vcf", "MULTIALLELIC_MODES"]
@@ -821,7 +821,7 @@ def ingest_vcf(
     vcf: str | os.PathLike[str],
     out: str | os.PathLike[str],
     *,
-    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    chunk_size: int | None = None,
     multiallelic: str = "split",
     region: str | None = None,
     progress: bool = True,
@@ -839,7 +839,9 @@ def ingest_vcf(
     chunk_size
         Variants per chunk (all samples in a chunk).  Working memory is about
         ``4 * chunk_size * n_samples`` bytes (6 with phased calls), whatever the number of
-        variants.
+        variants; analyses later hold ``8 * chunk_size * n_samples`` bytes per chunk.  None
+        (default) picks :func:`~secured_bio.genomics.store.auto_chunk_size` of the number
+        of samples (at most 128 MiB of dosages per chunk, at most 10,000 variants).
     multiallelic
         ``"split"`` (one biallelic variant per ALT allele, as ``bcftools norm -m-any``) or
         ``"skip"``; either way multi-allelic records are counted in the report.
@@ -880,11 +882,12 @@ def ingest_vcf(
     (1, 2, 1)
     """
     t0 = time.perf_counter()
-    if not isinstance(chunk_size, int | np.integer) or isinstance(chunk_size, bool) \
-            or chunk_size < 1:
+    if chunk_size is not None and (
+            not isinstance(chunk_size, int | np.integer) or isinstance(chunk_size, bool)
+            or chunk_size < 1):
         raise ConfigError("chunk_size must be a positive integer", where="chunk_size",
                           got=repr(chunk_size))
-    chunk_size = int(chunk_size)
+    chunk_size = None if chunk_size is None else int(chunk_size)
     if multiallelic not in MULTIALLELIC_MODES:
         raise ConfigError("unknown multi-allelic mode", where="multiallelic",
                           expected=" or ".join(MULTIALLELIC_MODES), got=repr(multiallelic),
@@ -908,6 +911,8 @@ def ingest_vcf(
         stack.callback(source.close)
         _check_samples(source)
         n = len(source.samples)
+        if chunk_size is None:
+            chunk_size = auto_chunk_size(n)
         with atomic_dir(dest) as tmp:
             writer = _StoreWriter(tmp, sample_ids=source.samples, chunk_size=chunk_size)
             buf = _ChunkBuffer(writer, chunk_size, n)

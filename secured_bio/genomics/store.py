@@ -53,7 +53,9 @@ from secured_bio.errors import ConfigError, FormatError, InputFileNotFoundError
 __all__ = [
     "FORMAT_NAME",
     "FORMAT_VERSION",
+    "CHUNK_TARGET_BYTES",
     "DEFAULT_CHUNK_SIZE",
+    "auto_chunk_size",
     "MISSING_ALLELE",
     "FILL_ALLELE",
     "VARIABLES",
@@ -69,7 +71,25 @@ FORMAT_NAME = "secured_bio.genotypes"
 FORMAT_VERSION = 1
 """Store format version written and read by this release (newer versions are refused)."""
 DEFAULT_CHUNK_SIZE = 10_000
-"""Variants per chunk (all samples in every chunk)."""
+"""Largest default number of variants per chunk (all samples in every chunk)."""
+CHUNK_TARGET_BYTES = 128 * 2**20
+"""Default chunks hold at most this many bytes of float64 dosages (variants x samples x 8)."""
+
+
+def auto_chunk_size(n_samples: int) -> int:
+    """Default variants per chunk for a cohort of ``n_samples``: memory bounded by bytes.
+
+    A chunk's float64 dosage matrix (what the analyses hold) stays under
+    :data:`CHUNK_TARGET_BYTES` (128 MiB): 8,388 variants for 2,000 samples, 671 for 25,000,
+    never more than :data:`DEFAULT_CHUNK_SIZE` nor fewer than 64.
+
+    Examples
+    --------
+    >>> auto_chunk_size(100), auto_chunk_size(2_000), auto_chunk_size(25_000)
+    (10000, 8388, 671)
+    """
+    per_variant = 8 * max(int(n_samples), 1)
+    return int(min(DEFAULT_CHUNK_SIZE, max(64, CHUNK_TARGET_BYTES // per_variant)))
 MISSING_ALLELE = -1
 """``call_genotype`` value of a missing allele call (``.``)."""
 FILL_ALLELE = -2

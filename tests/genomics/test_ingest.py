@@ -213,6 +213,18 @@ def test_ingest__chunk_size_bounds_memory_and_not_values(tmp_path, monkeypatch):
         np.testing.assert_array_equal(ph, results[0][1])
 
 
+def test_ingest__default_chunk_bounded_by_bytes_not_samples(tmp_path, monkeypatch):
+    # With a 1 KiB budget, 5 samples x 8 bytes allow 25 variants per chunk, but never < 64.
+    monkeypatch.setattr(store_module, "CHUNK_TARGET_BYTES", 64 * 8 * 5 * 2)
+    assert store_module.auto_chunk_size(5) == 128
+    assert store_module.auto_chunk_size(10**6) == 64
+    vcf = write_vcf(tmp_path / "c.vcf", [f"s{i}" for i in range(5)], _simple_records(200, 5))
+    report = ingest_vcf(vcf, tmp_path / "auto.zarr", progress=False)
+    assert report.chunk_size == 128
+    with open_genotypes(tmp_path / "auto.zarr") as store:
+        assert store._gt.chunks == (128, 5, 2) and store.n_variants == 200
+
+
 # --------------------------------------------------------------------------- multi-allelic
 def _multiallelic_records(n_variants: int, n_samples: int, seed: int) -> list[str]:
     rng = np.random.default_rng(seed)

@@ -11,6 +11,9 @@ CORES ?= 2
 PYTEST_ARGS ?=
 # Reference tools from Debian used by cross-check tests (plink2/plink1.9 for GWAS, bcftools/tabix for VCF).
 SYSTEM_TOOLS := plink2 plink1.9 bcftools tabix
+# Real (1000 Genomes) VCF/BCF files for ingest tests: Debian's bio-eagle-examples (1.5 MB).
+SYSTEM_DATA := bio-eagle-examples
+REAL_VCF_DIR := /usr/share/doc/bio-eagle/examples
 # Rules and tests call the `secured-bio` command: put the venv's bin/ first on PATH.
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 export FLWR_TELEMETRY_ENABLED := 0
@@ -33,14 +36,15 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PIP) install -c constraints.txt -e ".[dev]"
 	@touch $(STAMP)
 
-sysdeps:  ## install the Debian reference tools (plink2, plink1.9, bcftools, tabix) when missing
+sysdeps:  ## install the Debian reference tools (plink2, plink1.9, bcftools, tabix) and real test VCFs when missing
 	@missing=""; for t in $(SYSTEM_TOOLS); do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
+	test -f $(REAL_VCF_DIR)/EUR_test.vcf.gz || missing="$$missing $(SYSTEM_DATA)"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    echo "installing reference tools:$$missing"; \
-	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_TOOLS) >/dev/null) \
+	    echo "installing reference tools and data:$$missing"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_TOOLS) $(SYSTEM_DATA) >/dev/null) \
 	      || echo "warning: could not install$$missing; reference cross-checks will fail"; \
-	  else echo "warning: missing$$missing (install them: apt-get install $(SYSTEM_TOOLS))"; fi; \
+	  else echo "warning: missing$$missing (install them: apt-get install $(SYSTEM_TOOLS) $(SYSTEM_DATA))"; fi; \
 	fi
 
 demo: install  ## run every pilot on its demo cohort (3 sites) with Snakemake and print a summary

@@ -1,0 +1,344 @@
+"""Charts of assessment results: fairness audits, per-site metrics, federated training curves.
+
+All charts are PNG files drawn with matplotlib's Agg canvas (no display, no global pyplot
+state) and written atomically: a crash never leaves a file that looks finished.  Charts show
+names, counts and aggregate metrics only, never individual rows.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from secured_bio._atomic import atomic_path
+from secured_bio.errors import InputError
+
+__all__ = ["plot_fairness", "plot_per_site", "plot_training_curves"]
+
+_COLORS = {"auroc": "#1f4e79", "tpr": "#2e8b57", "fpr": "#c00000", "accuracy": "#e69500",
+           "loss": "#1f4e79"}
+_FALLBACK = ("#6a3d9a", "#8c564b", "#17becf", "#7f7f7f")
+
+
+def _figure(width: float, height: float) -> Any:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=100)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig: Any, path: str | os.PathLike[str]) -> None:
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+
+
+def _color(metric: str, i: int) -> str:
+    return _COLORS.get(metric, _FALLBACK[i % len(_FALLBACK)])
+
+
+def _value(v: Any, where: str) -> float | None:
+    """Return a metric value as float (None and NaN mean 'undefined'); refuse non-numbers."""
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, numbers.Real):
+        raise InputError(
+            "metric value is not a number", where=where, expected="a number or None",
+            got=f"a {type(v).__name__}", fix="pass the metrics as numbers",
+        )
+    f = float(v)
+    return f if math.isfinite(f) else None
+
+
+def _bars(ax: Any, names: Sequence[str], series: Mapping[str, Sequence[float | None]]) -> None:
+    """Draw grouped bars, one colour per metric; an undefined value gets an 'n/a' mark."""
+    k = len(series)
+    width = 0.8 / k
+    for j, (metric, vals) in enumerate(series.items()):
+        xs = [i + (j - (k - 1) / 2) * width for i in range(len(names))]
+        ax.bar([x for x, v in zip(xs, vals, strict=True) if v is not None],
+               [v for v in vals if v is not None], width=width, color=_color(metric, j),
+               label=metric.upper() if len(metric) <= 5 else metric)
+        for x, v in zip(xs, vals, strict=True):
+            if v is None:
+                ax.text(x, 0.02, "n/a", ha="center", va="bottom", fontsize=7, rotation=90)
+    ax.set_xticks(list(range(len(names))))
+    ax.set_xticklabels(list(names), fontsize=8)
+
+
+def plot_fairness(
+    audit: Mapping[str, Any], path: str | os.PathLike[str], *, title: str | None = None
+) -> None:
+    """Draw a fairness audit: per attribute, per-group AUROC, TPR and FPR with overall lines.
+
+    One panel per grouping attribute; dashed lines show the overall value of each metric.
+    Groups below ``min_group_size`` are marked ``*``; undefined metrics are marked ``n/a``.
+
+    Parameters
+    ----------
+    audit
+        The result of :func:`secured_bio.privacy.assess.fairness_audit`.
+    path
+        PNG file to write (atomically).
+    title
+        Figure title.
+
+    Raises
+    ------
+    InputError
+        If ``audit`` is not a fairness audit of a supported version, or has no grouping
+        attribute with groups.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from secured_bio.privacy.assess import fairness_audit
+    >>> a = fairness_audit([1, 0, 1, 0], [0.8, 0.3, 0.4, 0.6], groups={"site": list("aabb")},
+    ...                    min_group_size=1)
+    >>> out = pathlib.Path(tempfile.mkdtemp()) / "fairness.png"
+    >>> plot_fairness(a, out)
+    >>> out.read_bytes()[:4] == b"\\x89PNG"
+    True
+    """
+    from secured_bio.privacy.assess.fairness import FORMAT, FORMAT_VERSION
+
+    if not isinstance(audit, Mapping) or audit.get("format") != FORMAT:
+        raise InputError(
+            "not a fairness audit", where="audit", expected=f"a dict with format '{FORMAT}'",
+            got=f"a {type(audit).__name__} without it", fix="pass the result of fairness_audit",
+        )
+    if audit.get("format_version") != FORMAT_VERSION:
+        raise InputError(
+            "unsupported fairness audit version", where="audit",
+            expected=f"format_version {FORMAT_VERSION}",
+            got=f"format_version {audit.get('format_version')!r}",
+            fix="re-run the audit with this version of secured_bio (or upgrade it)",
+        )
+    attributes = {k: v for k, v in audit.get("attributes", {}).items() if v.get("groups")}
+    if not attributes:
+        raise InputError(
+            "fairness audit has no grouping attributes to plot", where="audit['attributes']",
+            expected="at least 1 attribute with groups", got="0",
+            fix="pass groups= (e.g. site, sex, age_band) to fairness_audit",
+        )
+    overall = audit["overall"]
+    widest = max(len(a["groups"]) for a in attributes.values())
+    fig = _figure(max(7.0, 1.2 * widest + 3.0), 3.2 * len(attributes))
+    metrics = ("auroc", "tpr", "fpr")
+    for i, (name, attr) in enumerate(attributes.items()):
+        ax = fig.add_subplot(len(attributes), 1, i + 1)
+        groups = attr["groups"]
+        labels = [f"{g}{'*' if m['small'] else ''}\n(n={m['n']})" for g, m in groups.items()]
+        series = {
+            m: [_value(groups[g][m], f"audit['attributes'][{name!r}]") for g in groups]
+            for m in metrics
+        }
+        _bars(ax, labels, series)
+        for j, m in enumerate(metrics):
+            v = _value(overall.get(m), "audit['overall']")
+            if v is not None:
+                ax.axhline(v, color=_color(m, j), ls="--", lw=1.0)
+        gaps = attr["gaps"]
+        parts = [f"{short} {gaps[key]:.2f}" for key, short in
+                 (("demographic_parity_difference", "DP diff"),
+                  ("equalized_odds_difference", "EO diff"), ("auroc_gap", "AUROC gap"))
+                 if gaps.get(key) is not None]
+        ax.set_title(f"{name}" + (f"  ({', '.join(parts)})" if parts else ""), fontsize=10)
+        ax.set_ylim(0, 1.05)
+        ax.set_ylabel("rate / AUROC")
+        ax.plot([], [], color="#7f7f7f", ls="--", lw=1.0, label="overall")
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    if title:
+        fig.suptitle(title)
+    _save(fig, path)
+
+
+def _site_rows(per_site_metrics: Any) -> list[tuple[str, Mapping[str, Any]]]:
+    if isinstance(per_site_metrics, Mapping):
+        rows = [(str(k), v) for k, v in per_site_metrics.items()]
+    elif isinstance(per_site_metrics, Sequence) and not isinstance(per_site_metrics, str):
+        rows = []
+        for i, m in enumerate(per_site_metrics):
+            if not isinstance(m, Mapping) or "site" not in m:
+                raise InputError(
+                    "per-site entry has no site name", where=f"per_site_metrics[{i}]",
+                    expected="a dict with a 'site' key", got=f"a {type(m).__name__} without it",
+                    fix="add the site name under 'site'",
+                )
+            rows.append((str(m["site"]), m))
+    else:
+        raise InputError(
+            "per-site metrics have the wrong type", where="per_site_metrics",
+            expected="a list of dicts with 'site', or a dict site -> metrics",
+            got=f"a {type(per_site_metrics).__name__}", fix="pass metrics.json's per_site",
+        )
+    if not rows:
+        raise InputError(
+            "no per-site metrics to plot", where="per_site_metrics", expected="at least 1 site",
+            got="0", fix="check that the federated run produced per-site metrics",
+        )
+    for name, m in rows:
+        if not isinstance(m, Mapping):
+            raise InputError(
+                "per-site metrics must be dicts", where=f"per_site_metrics[{name!r}]",
+                expected="metric name -> value", got=f"a {type(m).__name__}",
+                fix="pass metrics.json's per_site",
+            )
+    return rows
+
+
+def plot_per_site(
+    per_site_metrics: Sequence[Mapping[str, Any]] | Mapping[str, Mapping[str, Any]],
+    path: str | os.PathLike[str],
+    *,
+    metrics: Sequence[str] = ("auroc", "accuracy"),
+    title: str | None = None,
+) -> None:
+    """Draw per-site bars of AUROC and accuracy (or other metrics) of a federated model.
+
+    Parameters
+    ----------
+    per_site_metrics
+        A list of dicts, each with ``site`` and the metrics (``metrics.json``'s ``per_site``),
+        or a dict site -> metrics.  A missing or None metric is drawn as ``n/a``.
+    path
+        PNG file to write (atomically).
+    metrics
+        Metric keys to draw, one bar colour each.
+    title
+        Figure title.
+
+    Raises
+    ------
+    InputError
+        If there are no sites, an entry lacks its site name, a value is not a number, or
+        no site has one of ``metrics``.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> sites = [{"site": "site1", "auroc": 0.81, "accuracy": 0.74},
+    ...          {"site": "site2", "auroc": 0.77, "accuracy": 0.70}]
+    >>> out = pathlib.Path(tempfile.mkdtemp()) / "per_site.png"
+    >>> plot_per_site(sites, out)
+    >>> out.read_bytes()[:4] == b"\\x89PNG"
+    True
+    """
+    rows = _site_rows(per_site_metrics)
+    if not metrics:
+        raise InputError(
+            "no metrics to plot", where="metrics", expected="at least 1 metric name", got="0",
+            fix="pass e.g. metrics=('auroc', 'accuracy')",
+        )
+    series: dict[str, list[float | None]] = {}
+    for metric in metrics:
+        vals = [_value(m.get(metric), f"per_site_metrics[{name!r}][{metric!r}]")
+                for name, m in rows]
+        if all(v is None for v in vals):
+            raise InputError(
+                "no site has this metric", where=f"metric {metric!r}",
+                expected="a value in at least 1 site", got=f"none of {len(rows)} sites",
+                fix="pass metrics= with the keys present in the per-site metrics",
+            )
+        series[metric] = vals
+    fig = _figure(max(5.0, 1.1 * len(rows) + 2.0), 3.5)
+    ax = fig.add_subplot(1, 1, 1)
+    _bars(ax, [name for name, _ in rows], series)
+    top = max(v for vals in series.values() for v in vals if v is not None)
+    ax.set_ylim(0, max(1.05, top * 1.05))
+    ax.set_xlabel("site")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    ax.set_title(title or "per-site metrics", fontsize=10)
+    _save(fig, path)
+
+
+def plot_training_curves(
+    rounds: Sequence[Mapping[str, Any]],
+    path: str | os.PathLike[str],
+    *,
+    centralized: Mapping[str, Any] | None = None,
+    metrics: Sequence[str] = ("loss", "auroc"),
+    title: str | None = None,
+) -> None:
+    """Draw per-round federated metrics (loss, AUROC...) with optional centralized references.
+
+    Parameters
+    ----------
+    rounds
+        One dict per federated round: ``round`` (optional; defaults to 1, 2, ...) and the
+        metric values.  A missing or None value leaves a gap in the curve.
+    path
+        PNG file to write (atomically).
+    centralized
+        Metric -> value of centralized training on the same data, drawn as a dashed line.
+    metrics
+        Metric keys to draw, one panel each.
+    title
+        Figure title.
+
+    Raises
+    ------
+    InputError
+        If ``rounds`` is empty or not a list of dicts, a value is not a number, or no round
+        has one of ``metrics``.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> rounds = [{"round": 1, "loss": 0.69, "auroc": 0.61}, {"round": 2, "loss": 0.52,
+    ...           "auroc": 0.74}, {"round": 3, "loss": 0.45, "auroc": 0.79}]
+    >>> out = pathlib.Path(tempfile.mkdtemp()) / "curves.png"
+    >>> plot_training_curves(rounds, out, centralized={"auroc": 0.80})
+    >>> out.read_bytes()[:4] == b"\\x89PNG"
+    True
+    """
+    if isinstance(rounds, str | bytes | Mapping) or not isinstance(rounds, Sequence) or not all(
+        isinstance(r, Mapping) for r in rounds
+    ):
+        raise InputError(
+            "rounds must be a list of dicts", where="rounds",
+            expected="one dict of metrics per round", got=f"a {type(rounds).__name__}",
+            fix="pass metrics.json's rounds",
+        )
+    if not rounds:
+        raise InputError(
+            "no rounds to plot", where="rounds", expected="at least 1 round", got="0",
+            fix="check that the federated run completed at least one round",
+        )
+    if not metrics:
+        raise InputError(
+            "no metrics to plot", where="metrics", expected="at least 1 metric name", got="0",
+            fix="pass e.g. metrics=('loss', 'auroc')",
+        )
+    from matplotlib.ticker import MaxNLocator
+
+    xs = [_value(r.get("round", i + 1), f"rounds[{i}]['round']") for i, r in enumerate(rounds)]
+    fig = _figure(5.0 * len(metrics), 3.5)
+    for k, metric in enumerate(metrics):
+        ys = [_value(r.get(metric), f"rounds[{i}][{metric!r}]") for i, r in enumerate(rounds)]
+        if all(y is None for y in ys):
+            raise InputError(
+                "no round has this metric", where=f"metric {metric!r}",
+                expected="a value in at least 1 round", got=f"none of {len(rounds)} rounds",
+                fix="pass metrics= with the keys present in the rounds",
+            )
+        ax = fig.add_subplot(1, len(metrics), k + 1)
+        pts = [(x, y) for x, y in zip(xs, ys, strict=True) if x is not None]
+        ax.plot([x for x, _ in pts], [math.nan if y is None else y for _, y in pts],
+                marker="o", color=_color(metric, k), label="federated")
+        ref = _value((centralized or {}).get(metric), f"centralized[{metric!r}]")
+        if ref is not None:
+            ax.axhline(ref, color="#7f7f7f", ls="--", lw=1.0, label="centralized")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("round")
+        ax.set_ylabel(metric)
+        ax.set_title(metric, fontsize=10)
+        ax.legend(fontsize=7)
+    if title:
+        fig.suptitle(title)
+    _save(fig, path)

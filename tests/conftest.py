@@ -55,3 +55,19 @@ def pytest_configure(config: pytest.Config) -> None:
     missing = [n for n in REFERENCE_TOOLS if shutil.which(n) is None]
     if missing and os.environ.get("CI"):
         raise pytest.UsageError(f"reference tools missing in CI: {', '.join(missing)}")
+
+
+#: Real genotype files (1000 Genomes EUR, chromosomes 21-22) from Debian's bio-eagle-examples
+#: package; `make sysdeps` installs it.
+REAL_VCF_DIR = Path("/usr/share/doc/bio-eagle/examples")
+REAL_VCF_FILES = ("EUR_test.vcf.gz", "ref.bcf.gz", "ref.bcf.csi", "target.vcf.gz",
+                  "target.vcf.gz.tbi", "phased.vcf.gz", "target.phased.vcf.gz")
+
+
+def real_vcf_dir() -> Path:
+    """Return the folder of the real test VCFs; fail (not skip) when they are missing."""
+    missing = [f for f in REAL_VCF_FILES if not (REAL_VCF_DIR / f).is_file()]
+    if missing:
+        pytest.fail(f"real test VCFs missing from {REAL_VCF_DIR}: {', '.join(missing)}; run "
+                    "'make sysdeps' (apt-get install bio-eagle-examples)", pytrace=False)
+    return REAL_VCF_DIR

@@ -23,6 +23,13 @@ A site's process (one per host)::
 """
 
 from ._compat import import_crypten
+from .inference import (
+    EncryptedInferenceResult,
+    encrypted_predict,
+    inference_party,
+    run_data_owner,
+    run_model_owner,
+)
 from .parties import (
     DEALERS,
     Dealer,
@@ -47,16 +54,21 @@ from .protocols import (
 __all__ = [
     "DEALERS",
     "Dealer",
+    "EncryptedInferenceResult",
     "Message",
     "MessageLog",
     "PartyInfo",
     "ProtocolStats",
     "current_party",
+    "encrypted_predict",
     "free_port",
     "import_crypten",
+    "inference_party",
     "measure",
     "record_messages",
+    "run_data_owner",
     "run_dealer",
+    "run_model_owner",
     "run_parties",
     "run_party",
     "secure_sum",

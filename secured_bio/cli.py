@@ -26,6 +26,8 @@ CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 
 LAZY_GROUPS = {
     "genomics": "secured_bio.genomics.cli:genomics",
     "gwas": "secured_bio.genomics.gwas_cli:gwas",
+    "imaging": "secured_bio.imaging.cli:imaging",
+    "fl": "secured_bio.privacy.federated.cli:fl",
 }
 
 

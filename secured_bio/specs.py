@@ -1437,19 +1437,11 @@ def _check_affine(path: Path, affine: np.ndarray, role: str) -> None:
                           fix="repair the sform/qform and pixdim[1:4]")
 
 
-def _check_nifti(path: Path, spec: dict[str, Any], opts: dict[str, Any]) -> tuple[
-        dict[str, Any], list[str]]:
-    rules = spec["rules"]
-    warnings: list[str] = []
-    min_t = opts["min_timepoints"]
-    if min_t is None:
-        min_t = rules["min_timepoints"]
-    img = _load_nifti(path, "image")
-    hdr = img.header
-    shape = tuple(int(s) for s in img.shape)
-    if len(shape) != rules["ndim"]:
+def _check_series_shape(path: Path, shape: tuple[int, ...], ndim: int, min_t: int) -> None:
+    """Refuse a series that is not 4D or has fewer than ``min_t`` volumes."""
+    if len(shape) != ndim:
         raise SchemaError(
-            f"image is {len(shape)}D, not {rules['ndim']}D", where=f"{path}: shape",
+            f"image is {len(shape)}D, not {ndim}D", where=f"{path}: shape",
             expected="a 4D series (x, y, z, time)", got=f"shape {shape}",
             fix="give the functional series, not a single volume (stack volumes with "
             "nibabel.funcs.concat_images)",
@@ -1460,6 +1452,57 @@ def _check_nifti(path: Path, spec: dict[str, Any], opts: dict[str, Any]) -> tupl
             expected=f"at least {min_t} volumes", got=f"{shape[3]} volumes",
             fix="check that the full series was exported",
         )
+
+
+def _count_nonfinite(path: Path, img: Any, data: np.ndarray | None = None) -> tuple[int, int]:
+    """Count NaN/inf voxel values of a 4D image and the volumes holding them.
+
+    Reads one volume at a time unless the data array is given.  Counts only: the values
+    never appear in a message.
+    """
+    n_volumes = int(img.shape[3])
+    if data is not None:
+        if data.dtype.kind not in "fc":
+            return 0, 0
+        bad = ~np.isfinite(data)
+        return int(np.count_nonzero(bad)), int(np.count_nonzero(bad.any(axis=(0, 1, 2))))
+    n_bad = 0
+    bad_volumes = 0
+    t = 0
+    try:
+        for t in range(n_volumes):
+            vol = np.asanyarray(img.dataobj[..., t])
+            if vol.dtype.kind in "fc":
+                k = int(np.count_nonzero(~np.isfinite(vol)))
+                n_bad += k
+                bad_volumes += k > 0
+    except (OSError, EOFError, ValueError, gzip.BadGzipFile) as e:
+        raise FormatError("image data could not be read", where=f"{path}: volume {t}",
+                          expected=f"{n_volumes} complete volumes", got=type(e).__name__,
+                          fix="the file may be truncated: re-export it") from e
+    return n_bad, bad_volumes
+
+
+def _raise_nonfinite(path: Path, n_bad: int, bad_volumes: int, n_volumes: int) -> None:
+    raise SchemaError(
+        "image has non-finite values", where=f"{path}: data",
+        expected="finite values only",
+        got=f"{n_bad} NaN/inf voxel values in {bad_volumes} of {n_volumes} volumes",
+        fix="mask or replace them (e.g. numpy.nan_to_num) before analysis",
+    )
+
+
+def _check_nifti(path: Path, spec: dict[str, Any], opts: dict[str, Any]) -> tuple[
+        dict[str, Any], list[str]]:
+    rules = spec["rules"]
+    warnings: list[str] = []
+    min_t = opts["min_timepoints"]
+    if min_t is None:
+        min_t = rules["min_timepoints"]
+    img = _load_nifti(path, "image")
+    hdr = img.header
+    shape = tuple(int(s) for s in img.shape)
+    _check_series_shape(path, shape, rules["ndim"], min_t)
     _check_affine(path, img.affine, "image")
     if int(hdr["sform_code"]) == 0 and int(hdr["qform_code"]) == 0:
         warnings.append("sform_code and qform_code are both 0: the affine is only a scaling and "
@@ -1479,26 +1522,9 @@ def _check_nifti(path: Path, spec: dict[str, Any], opts: dict[str, Any]) -> tupl
             expected="TR > 0", got=f"pixdim[4] = {tr:g}",
             fix="set the TR, e.g. img.header['pixdim'][4] = 2.0 with units 'sec'",
         )
-    n_bad = 0
-    bad_volumes = 0
-    try:
-        for t in range(shape[3]):
-            vol = np.asanyarray(img.dataobj[..., t])
-            if vol.dtype.kind in "fc":
-                k = int(np.count_nonzero(~np.isfinite(vol)))
-                n_bad += k
-                bad_volumes += k > 0
-    except (OSError, EOFError, ValueError, gzip.BadGzipFile) as e:
-        raise FormatError("image data could not be read", where=f"{path}: volume {t}",
-                          expected=f"{shape[3]} complete volumes", got=type(e).__name__,
-                          fix="the file may be truncated: re-export it") from e
+    n_bad, bad_volumes = _count_nonfinite(path, img)
     if rules.get("finite") and n_bad:
-        raise SchemaError(
-            "image has non-finite values", where=f"{path}: data",
-            expected="finite values only",
-            got=f"{n_bad} NaN/inf voxel values in {bad_volumes} of {shape[3]} volumes",
-            fix="mask or replace them (e.g. numpy.nan_to_num) before analysis",
-        )
+        _raise_nonfinite(path, n_bad, bad_volumes, shape[3])
     zooms = [float(z) for z in hdr.get_zooms()[:3]]
     summary: dict[str, Any] = {
         "shape": list(shape),
@@ -1517,6 +1543,22 @@ def _check_nifti(path: Path, spec: dict[str, Any], opts: dict[str, Any]) -> tupl
 
 def _check_atlas(apath: Path, img: Any, rules: dict[str, Any], atol: float,
                  warnings: list[str]) -> dict[str, Any]:
+    atlas, data = _read_atlas(apath, rules, warnings, like_shape=tuple(img.shape[:3]))
+    _check_atlas_grid(apath, atlas.affine, tuple(img.shape[:3]), img.affine, atol)
+    n_labels = int(np.count_nonzero(np.unique(data) != rules["background"]))
+    return {"path": str(apath), "shape": list(data.shape), "labels": n_labels,
+            "dtype": str(atlas.header.get_data_dtype())}
+
+
+def _read_atlas(apath: Path, rules: dict[str, Any], warnings: list[str], *,
+                like_shape: tuple[int, ...] | None = None) -> tuple[Any, np.ndarray]:
+    """Load a 3D label atlas and check it (also used by :mod:`secured_bio.imaging.io`).
+
+    Checks, in order: the file exists and is NIfTI, it is 3D, its shape is ``like_shape``
+    (when given), its affine is finite and non-singular, its labels are integers and there
+    are at least ``rules['min_labels']`` besides the background.  Returns the image and its
+    data as an integer array.
+    """
     if not apath.exists():
         raise InputFileNotFoundError("nifti atlas file not found", where=str(apath),
                                      expected="an existing 3D label image",
@@ -1529,27 +1571,18 @@ def _check_atlas(apath: Path, img: Any, rules: dict[str, Any], atol: float,
         raise SchemaError(f"atlas is {len(ashape)}D, not 3D", where=f"{apath}: shape",
                           expected="a 3D label image", got=f"shape {ashape}",
                           fix="give a deterministic (label) atlas, not a probabilistic one")
-    if ashape != tuple(img.shape[:3]):
+    if like_shape is not None and ashape != like_shape:
         raise SchemaError(
             "atlas grid does not match the series", where=f"{apath}: shape",
-            expected=f"shape {tuple(img.shape[:3])} (the series' x, y, z)",
+            expected=f"shape {like_shape} (the series' x, y, z)",
             got=f"shape {ashape}",
             fix="resample the atlas to the series (nilearn.image.resample_to_img, "
             "interpolation='nearest')",
         )
     _check_affine(apath, atlas.affine, "atlas")
-    if not np.allclose(atlas.affine, img.affine, atol=atol, rtol=0):
-        diff = float(np.max(np.abs(atlas.affine - img.affine)))
-        raise SchemaError(
-            "atlas affine does not match the series", where=f"{apath}: affine",
-            expected=f"the series' affine within {atol:g}",
-            got=f"a largest difference of {diff:.3g}",
-            fix="resample the atlas to the series (nilearn.image.resample_to_img, "
-            "interpolation='nearest')",
-        )
     try:
         data = np.asanyarray(atlas.dataobj).reshape(ashape)
-    except (OSError, EOFError, ValueError) as e:
+    except (OSError, EOFError, ValueError, gzip.BadGzipFile) as e:
         raise FormatError("atlas data could not be read", where=str(apath),
                           got=type(e).__name__, fix="re-export the atlas") from e
     on_disk = atlas.header.get_data_dtype()
@@ -1559,6 +1592,7 @@ def _check_atlas(apath: Path, img: Any, rules: dict[str, Any], atol: float,
                               expected="integer labels", got=f"non-integral {data.dtype} values",
                               fix="give a label atlas (integers), not a probability map")
         warnings.append(f"atlas labels are stored as {on_disk}; an integer dtype is safer")
+        data = data.astype(np.int64)
     elif data.dtype.kind not in "iu":
         raise SchemaError("atlas labels are not integers", where=f"{apath}: dtype",
                           expected="an integer dtype", got=str(data.dtype),
@@ -1572,7 +1606,21 @@ def _check_atlas(apath: Path, img: Any, rules: dict[str, Any], atol: float,
             f"{rules['background']}", got=f"{n_labels}",
             fix="check that this is a parcellation, not a binary mask",
         )
-    return {"path": str(apath), "shape": list(ashape), "labels": n_labels, "dtype": str(on_disk)}
+    return atlas, np.asarray(data)
+
+
+def _check_atlas_grid(apath: Path, atlas_affine: np.ndarray, shape: tuple[int, ...],
+                      affine: np.ndarray, atol: float) -> None:
+    """Refuse an atlas whose affine differs from the series' by more than ``atol``."""
+    if not np.allclose(atlas_affine, affine, atol=atol, rtol=0):
+        diff = float(np.max(np.abs(atlas_affine - affine)))
+        raise SchemaError(
+            "atlas affine does not match the series", where=f"{apath}: affine",
+            expected=f"the series' affine within {atol:g}",
+            got=f"a largest difference of {diff:.3g}",
+            fix="resample the atlas to the series (nilearn.image.resample_to_img, "
+            "interpolation='nearest')",
+        )
 
 
 # --------------------------------------------------------------------------------------

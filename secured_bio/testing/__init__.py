@@ -27,6 +27,7 @@ from secured_bio.testing._cohort import (
     simulate_cohort,
     write_demo_cohort,
 )
+from secured_bio.testing._federated import LinearToyTask
 from secured_bio.testing._genotypes import GenotypeCohort, simulate_genotypes
 from secured_bio.testing._imaging import MODALITIES, ROI_PAIR, ImagingCohort, simulate_imaging
 from secured_bio.testing._vitals import VITALS, VitalsCohort, simulate_vitals, vital_norms
@@ -52,4 +53,5 @@ __all__ = [
     "VITALS",
     "AGE_BANDS",
     "DIAGNOSES",
+    "LinearToyTask",
 ]

@@ -110,16 +110,23 @@ def test_summarize__no_results_is_clear(tmp_path, capsys):
 
 TINY = {
     "genomic_access": {"samples_per_site": 20, "n_variants": 60, "n_causal": 2},
-    "tumor_classification": {"subjects_per_site": 2},
+    "tumor_classification": {"subjects_per_site": 6, "n_timepoints": 20},
     "telemonitoring": {"patients_per_site": 2, "hours": 6},
     "synthetic_education": {"n_rows": 60},
+}
+# Pilot options that keep the end-to-end runs small (the in-process Flower engine runs the
+# same apps as the simulation and deployment engines, whose own tests are in tests/privacy).
+EXTRA = {
+    "tumor_classification": {"engine": "inprocess", "rounds": 1, "local_epochs": 2,
+                             "encrypted_inference": 1},
 }
 
 
 @pytest.mark.parametrize("pilot", sorted(TINY))
 def test_pilots_run__builtin_pilot_end_to_end(pilot, tmp_path, capsys):
     cfg = tmp_path / "c.yaml"
-    cfg.write_text(json.dumps({"sites": 2, "seed": 3, "demo": TINY[pilot]}))
+    cfg.write_text(json.dumps({"sites": 2, "seed": 3, "demo": TINY[pilot],
+                               **EXTRA.get(pilot, {})}))
     out = tmp_path / "run"
     assert main(["pilots", "run", pilot, "--out", str(out), "--config", str(cfg)]) == 0, (
         capsys.readouterr().err
@@ -136,7 +143,9 @@ def test_pilots_run__builtin_pilot_end_to_end(pilot, tmp_path, capsys):
     assert main(["pilots", "run", pilot, "--out", str(out), "--config", str(cfg)]) == 0
     # and running on the cohort just made (--data) validates the same files
     out2 = tmp_path / "run2"
-    assert main(["pilots", "run", pilot, "--out", str(out2), "--data", str(out / "demo")]) == 0
+    extra = [a for k, v in EXTRA.get(pilot, {}).items() for a in ("--set", f"{k}={v}")]
+    assert main(["pilots", "run", pilot, "--out", str(out2), "--data", str(out / "demo"),
+                 *extra]) == 0
     m2 = json.loads((out2 / "metrics.json").read_text())
     assert m2["data"]["source"] == "given" and m2["inputs"] == metrics["inputs"]
     if pilot == "genomic_access":  # per-site QC and the secure GWAS ran on the cohort
@@ -146,6 +155,13 @@ def test_pilots_run__builtin_pilot_end_to_end(pilot, tmp_path, capsys):
         assert metrics["gwas"]["protocol"]["sites"] == ["site1", "site2"]
         assert (out / "gwas" / "cohort.linear.manhattan.png").stat().st_size > 1000
         assert m2["gwas"]["lambda_gc"] == metrics["gwas"]["lambda_gc"]
+    if pilot == "tumor_classification":  # features per site, FL, audit, encrypted inference
+        assert metrics["centralized"]["n"] == metrics["federated"]["n"] > 0
+        assert [s["site"] for s in metrics["per_site"]] == ["site1", "site2"]
+        assert set(metrics["fairness"]["attributes"]) == {"site", "sex", "age_band"}
+        enc = metrics["encrypted_inference"]
+        assert enc["n_scans"] == 1 and enc["max_abs_diff_probability"] < 1e-2
+        assert (out / "sites" / "site2" / "connectivity_features.tsv").is_file()
 
 
 def test_demo__replaces_own_cohort_whole_and_refuses_foreign_folder(tmp_path, capsys):

@@ -18,7 +18,7 @@ import pluggy
 
 from secured_bio._atomic import atomic_dir, atomic_write, check_replaceable_dir
 from secured_bio.errors import ConfigError, PluginError, UnknownPilotError, did_you_mean
-from secured_bio.pilots._spec import PROJECT, PilotHookSpecs, PilotSpec
+from secured_bio.pilots._spec import PROJECT, PilotHookSpecs, PilotSpec, RunFunction
 
 log = logging.getLogger(__name__)
 
@@ -145,12 +145,15 @@ def pilot_config(spec: PilotSpec, config: Mapping[str, Any] | None = None) -> di
 
 
 def run_pilot(
-    name: str, out_dir: str | Path, config: Mapping[str, Any] | None = None
+    name: str, out_dir: str | Path, config: Mapping[str, Any] | None = None, *,
+    run: RunFunction | None = None,
 ) -> dict[str, Any]:
     """Run a pilot end to end and write ``out_dir/metrics.json`` plus its outputs.
 
     The pilot writes into a temporary folder next to ``out_dir`` that replaces ``out_dir``
-    only when the run succeeds, so a failed run leaves no half-written output.
+    only when the run succeeds, so a failed run leaves no half-written output.  ``run``
+    replaces the pilot's own run function (``secured-bio fl run --pilot`` runs only the
+    pilot's federated part this way).
 
     Raises
     ------
@@ -166,7 +169,7 @@ def run_pilot(
     start = time.perf_counter()
     with atomic_dir(out) as tmp:
         log.info("running pilot %s into %s", spec.name, out)
-        metrics = spec.run(tmp, cfg)
+        metrics = (run or spec.run)(tmp, cfg)
         doc = _metrics_doc(spec, cfg, metrics, time.perf_counter() - start)
         with atomic_write(tmp / "metrics.json") as fh:
             json.dump(doc, fh, indent=2, default=str)

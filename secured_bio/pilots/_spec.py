@@ -29,6 +29,12 @@ RunFunction = Callable[[Path, Mapping[str, Any]], dict[str, Any]]
 #: wrote under ``results_dir`` (the same layout ``run`` writes) and returns its metrics.
 CollectFunction = Callable[[Path, Mapping[str, Any]], dict[str, Any]]
 
+#: ``federated(data_dir, work_dir, config) -> plan``: prepares each site's inputs of a
+#: federated run from a cohort folder (site-local work only, written under ``work_dir``) and
+#: returns the plan ``{"task": "module:Class", "task_params": {...}, "sites": [names],
+#: "site_data_dirs": [one folder per site]}`` that ``secured-bio fl run --pilot`` executes.
+FederatedSetup = Callable[[Path, Path, Mapping[str, Any]], Mapping[str, Any]]
+
 
 @dataclass(frozen=True)
 class PilotSpec:
@@ -53,6 +59,9 @@ class PilotSpec:
     collect
         Optional ``collect(results_dir, config) -> metrics`` for workflows whose rules
         write the pilot's outputs step by step (``secured-bio pilots collect``).
+    federated
+        Optional :data:`FederatedSetup` for pilots that train a model across sites
+        (``secured-bio fl run --pilot NAME``).
     """
 
     name: str
@@ -64,6 +73,7 @@ class PilotSpec:
     data_specs: tuple[str, ...] = ()
     version: str = "0"
     collect: CollectFunction | None = None
+    federated: FederatedSetup | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

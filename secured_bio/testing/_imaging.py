@@ -111,7 +111,7 @@ def simulate_imaging(
     out_dir: str | os.PathLike[str],
     *,
     n_sites: int = 3,
-    subjects_per_site: int = 20,
+    subjects_per_site: int = 40,
     modality: str = "fmri",
     shape: tuple[int, int, int] | None = None,
     n_timepoints: int | None = None,

@@ -44,7 +44,7 @@ def _all_bytes(d: Path) -> dict[str, bytes]:
 
 
 def test_simulate_imaging__fmri_series_have_correct_header(fmri: ImagingCohort) -> None:
-    assert len(fmri.series_paths) == 60  # 3 sites x 20 (the defaults)
+    assert len(fmri.series_paths) == 120  # 3 sites x 40 (the defaults)
     atlas_img = nib.load(fmri.atlas_path)
     for path in fmri.series_paths:
         img = nib.load(path)
@@ -89,7 +89,7 @@ def test_simulate_imaging__atlas_has_contiguous_labels_on_same_grid(fmri: Imagin
 def test_simulate_imaging__bids_like_names_and_participants(fmri: ImagingCohort) -> None:
     rows = _participants(fmri)
     assert [r["participant_id"] for r in rows] == list(fmri.participant_ids)
-    assert len(set(fmri.participant_ids)) == 60
+    assert len(set(fmri.participant_ids)) == 120
     for r, path, label in zip(rows, fmri.series_paths, fmri.labels, strict=True):
         pid, site = r["participant_id"], r["site"]
         assert re.fullmatch(r"sub-site\dx\d{3}", pid) and pid.startswith(f"sub-{site}x")
@@ -166,7 +166,7 @@ def test_simulate_imaging__different_seed_different_content(tmp_path: Path) -> N
 def test_simulate_imaging__no_temporary_files_left(fmri: ImagingCohort) -> None:
     files = [p for p in fmri.out_dir.rglob("*") if p.is_file()]
     assert not [p for p in files if p.name.endswith(".tmp") or p.name.startswith(".")]
-    assert len(files) == 3 + 2 * 60  # atlas, participants, truth + (series, sidecar) each
+    assert len(files) == 3 + 2 * 120  # atlas, participants, truth + (series, sidecar) each
 
 
 def test_simulate_imaging__failure_mid_write_leaves_no_final_file(

@@ -212,6 +212,25 @@ def _recording(inner: Strategy, recorder: Recorder) -> Strategy:
     return RecordingStrategy()
 
 
+def weighted_metrics(results: list[tuple[int, dict[str, Any]]]) -> dict[str, float]:
+    """Example-weighted mean of each numeric metric the sites reported (Flower's hook).
+
+    Examples
+    --------
+    >>> weighted_metrics([(1, {"auroc": 0.5}), (3, {"auroc": 0.9, "note": "x"})])
+    {'auroc': 0.8}
+    """
+    totals: dict[str, float] = {}
+    weights: dict[str, float] = {}
+    for n, metrics in results:
+        for key, value in metrics.items():
+            if isinstance(value, int | float) and not isinstance(value, bool) \
+                    and math.isfinite(value):
+                totals[key] = totals.get(key, 0.0) + n * float(value)
+                weights[key] = weights.get(key, 0.0) + n
+    return {k: round(totals[k] / weights[k], 12) for k in totals if weights[k] > 0}
+
+
 def build_strategy(cfg: Config, initial_parameters: Parameters, recorder: Recorder) -> Strategy:
     """FedAvg or FedProx over all sites, accepting failures; DP-wrapped when configured.
 
@@ -234,6 +253,8 @@ def build_strategy(cfg: Config, initial_parameters: Parameters, recorder: Record
         fraction_fit=1.0, fraction_evaluate=1.0, min_fit_clients=n, min_evaluate_clients=n,
         min_available_clients=n, accept_failures=True, initial_parameters=initial_parameters,
         on_fit_config_fn=fit_config, on_evaluate_config_fn=fit_config,
+        fit_metrics_aggregation_fn=weighted_metrics,
+        evaluate_metrics_aggregation_fn=weighted_metrics,
     )
     strategy: Strategy
     if name == "fedprox":

@@ -28,6 +28,8 @@ LAZY_GROUPS = {
     "gwas": "secured_bio.genomics.gwas_cli:gwas",
     "imaging": "secured_bio.imaging.cli:imaging",
     "fl": "secured_bio.privacy.federated.cli:fl",
+    "anonymize": "secured_bio.privacy.anonymize.cli:anonymize",
+    "assess": "secured_bio.privacy.assess.cli:assess",
 }
 
 

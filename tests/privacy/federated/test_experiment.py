@@ -66,3 +66,33 @@ def test_fl_run__too_few_scans_is_clear_and_leaves_nothing(tmp_path, capsys):
     assert code == 1
     assert "too few examples of each class" in capsys.readouterr().err
     assert not out.exists() and not list(tmp_path.glob(".*"))
+
+
+def test_run_experiment__single_class_site_trains_and_reports_none(tmp_path, caplog):
+    import pandas as pd
+
+    from secured_bio.imaging.federated import FEATURES_FILE, TumorConnectivityTask
+    from secured_bio.imaging.features import connectivity_features, write_features
+    from secured_bio.privacy.federated.experiment import run_experiment
+    from secured_bio.privacy.federated.task import task_path
+    from secured_bio.testing import simulate_imaging
+
+    cohort = simulate_imaging(tmp_path / "c", n_sites=3, subjects_per_site=8, n_timepoints=30,
+                              seed=2)
+    for site in cohort.sites:
+        table = connectivity_features(cohort.out_dir, sites=[site])
+        if site == "site3":  # documented handling: a one-class site still trains
+            table = table[table["label"] == 1]
+        write_features(table, tmp_path / "f" / site / FEATURES_FILE)
+    params = {"features_dir": str(tmp_path / "f"), "sites": list(cohort.sites)}
+    out = tmp_path / "out"
+    out.mkdir()
+    m = run_experiment(task_path(TumorConnectivityTask), params, out_dir=out, num_sites=3,
+                       rounds=2, local_epochs=2, engine="inprocess", plots=False)
+    site3 = m["per_site"][2]
+    assert site3["site"] == "site3" and site3["auroc"] is None and site3["n"] >= 1
+    assert m["per_site"][0]["auroc"] is not None and m["federated"]["auroc"] is not None
+    assert all(r["num_clients"] == 3 for r in m["rounds"])
+    assert "single class" in caplog.text and "site3" in caplog.text
+    assert m["fairness"]["attributes"]["site"]["groups"]["site3"]["auroc"] is None
+    assert len(pd.read_csv(tmp_path / "f" / "site3" / FEATURES_FILE, sep="\t")) == 4

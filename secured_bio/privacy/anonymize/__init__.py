@@ -1,0 +1,1 @@
+"""De-identification of tables, images and genomic files."""

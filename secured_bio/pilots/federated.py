@@ -32,6 +32,8 @@ FL_OPTIONS: dict[str, Any] = {
     "dp_epsilon": None,
     "dp_delta": 1e-5,
     "dp_clip": 1.0,
+    "tls": False,
+    "node_auth": False,
 }
 
 
@@ -84,6 +86,7 @@ def federated_run(
         proximal_mu=float(opts["proximal_mu"]), secagg=bool(opts["secagg"]),
         dp_epsilon=None if opts["dp_epsilon"] is None else float(opts["dp_epsilon"]),
         dp_delta=float(opts["dp_delta"]), dp_clip=float(opts["dp_clip"]),
+        tls=bool(opts["tls"]), node_auth=bool(opts["node_auth"]),
     )
     metrics["plan"] = {"task": plan["task"], "task_params": plan["task_params"],
                        "sites": sites, "options": opts}

@@ -65,7 +65,9 @@ rule tumor_classification_run:
         features=lambda wildcards, input: os.path.dirname(os.path.dirname(input.features[0])),
         sites=config["sites"],
         engine=config["fl_engine"],
+        tls=str(config["fl_tls"] and config["fl_engine"] == "deployment").lower(),
     shell:
         "secured-bio -v pilots run tumor_classification --data {input.demo} "
         "--sites {params.sites} --set features={params.features} "
-        "--set engine={params.engine} --out {params.out} 2> {log}"
+        "--set engine={params.engine} --set tls={params.tls} --set node_auth={params.tls} "
+        "--out {params.out} 2> {log}"

@@ -48,6 +48,11 @@ def fl() -> None:
               help="Secure aggregation (SecAgg+): the server sees only the sum (3+ sites).")
 @click.option("--dp-epsilon", type=click.FloatRange(min=0.0, min_open=True), default=None,
               help="Central differential privacy: target epsilon for the whole run (per site).")
+@click.option("--tls", is_flag=True,
+              help="Deployment engine: TLS on every Flower link (a throw-away CA for the run).")
+@click.option("--node-auth", is_flag=True,
+              help="Deployment engine: SuperNode authentication (one key pair per site; "
+              "needs --tls).")
 @click.option("--data", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Existing cohort folder [default: simulate the pilot's demo cohort].")
 @click.option("--seed", type=int, default=None, help="Seed [default: 0].")
@@ -57,7 +62,8 @@ def fl() -> None:
               help="Output folder: metrics.json, plots, federated_model.npz.")
 def run(pilot: str, sites: int | None, rounds: int | None, engine: str, strategy: str,
         proximal_mu: float | None, local_epochs: int | None, lr: float | None, secagg: bool,
-        dp_epsilon: float | None, data: Path | None, seed: int | None,
+        dp_epsilon: float | None, tls: bool, node_auth: bool, data: Path | None,
+        seed: int | None,
         sets: tuple[str, ...], out_dir: Path) -> None:
     """Train a pilot's model centralized and federated on the same split; compare and audit.
 
@@ -82,7 +88,7 @@ def run(pilot: str, sites: int | None, rounds: int | None, engine: str, strategy
              "local_epochs": local_epochs, "lr": lr, "dp_epsilon": dp_epsilon,
              "seed": seed, "data": None if data is None else str(data)}
     config.update({k: v for k, v in given.items() if v is not None})
-    config.update(engine=engine, strategy=strategy, secagg=secagg)
+    config.update(engine=engine, strategy=strategy, secagg=secagg, tls=tls, node_auth=node_auth)
     doc = run_federated_pilot(pilot, out_dir, config)
     fed, cen = (("n/a" if doc[k]["auroc"] is None else f"{doc[k]['auroc']:.3f}")
                 for k in ("federated", "centralized"))

@@ -13,21 +13,32 @@ results atomically into ``work_dir/results``, read back here.
   process they start (SuperExec, ServerApp, ClientApp), is stopped in a ``finally``
   (SIGTERM, then SIGKILL after 10 s); ``engine["orphans"]`` lists any that survived.
 
-Transport security: ``--insecure`` means plain HTTP between SuperNodes, SuperLink and the
-``flwr`` CLI: anyone on the network path can read parameters and metrics (SecAgg+ still hides
-individual updates from the server, not from the wire).  Acceptable on loopback only.  For a
-real deployment (tested recipe in Flower's docs "Enable TLS connections" and "Authenticate
-SuperNodes"):
+Transport security.  By default (``tls=False``) every process runs with ``--insecure``: plain
+HTTP between SuperNodes, SuperLink and the ``flwr`` CLI, so anyone on the network path can read
+parameters and metrics (SecAgg+ still hides individual updates from the server, not from the
+wire).  Acceptable on loopback only.  ``tls=True`` follows Flower's "Enable TLS connections"
+guide, and is what the test suite runs:
 
-1. Make a CA and a SuperLink certificate whose SAN holds the SuperLink's address (e.g. with
-   ``cryptography`` or ``openssl``); start ``flower-superlink --ssl-ca-certfile ca.crt
-   --ssl-certfile server.pem --ssl-keyfile server.key`` (no ``--insecure``).
-2. Start each ``flower-supernode --root-certificates ca.crt --superlink HOST:PORT``.
-3. In ``$FLWR_HOME/config.toml`` give the connection ``root-certificates = "ca.crt"`` instead of
-   ``insecure = true``.
-4. Node authentication: start the SuperLink with ``--enable-supernode-auth``, register each
-   site's public key with ``flwr supernode register``, and start each SuperNode with
-   ``--auth-supernode-private-key``.
+1. A throw-away CA and a SuperLink certificate for 127.0.0.1/localhost are made in
+   ``work_dir/tls`` (:func:`secured_bio.privacy.federated.certs.make_loopback_tls`; the CA key
+   is never written), or taken from ``tls_dir`` (``ca.crt``, ``server.pem``, ``server.key``
+   from your own PKI, with the SuperLink's address in the SAN).
+2. ``flower-superlink --ssl-ca-certfile ca.crt --ssl-certfile server.pem --ssl-keyfile
+   server.key`` (no ``--insecure``); it passes the CA on to the SuperExec and ServerApp
+   processes it starts.
+3. Each ``flower-supernode --root-certificates ca.crt --superlink 127.0.0.1:PORT``.
+4. ``$FLWR_HOME/config.toml`` gives the ``flwr`` CLI's connection ``root-certificates =
+   "/abs/ca.crt"`` instead of ``insecure = true``.
+
+``node_auth=True`` (needs TLS) adds Flower's "Authenticate SuperNodes": one EC P-384 key pair
+per site (:func:`~secured_bio.privacy.federated.certs.make_supernode_keys`, in
+``work_dir/node_keys``), ``flower-superlink --enable-supernode-auth``, each public key
+registered with ``flwr supernode register site{i}.pub secured-bio`` before its SuperNode starts
+with ``--auth-supernode-private-key site{i}.key``; the SuperLink then refuses unregistered
+SuperNodes.  Each SuperNode's own Runtime API (used by its ClientApp processes on the same
+host) stays plain HTTP on 127.0.0.1.  ``engine`` in the result records ``tls``, ``node_auth``,
+the certificates' SHA-256 fingerprints and the SuperLink's command line (paths only, never key
+material).
 """
 
 from __future__ import annotations
@@ -51,6 +62,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from secured_bio._atomic import atomic_path
 from secured_bio.errors import ConfigError, ProtocolError, did_you_mean
 from secured_bio.privacy.federated.apps import RESULT_FILES, RESULTS_FORMAT
 from secured_bio.privacy.federated.strategies import check_strategy, secagg_params
@@ -88,7 +100,9 @@ class FederatedResult:
     secagg
         None, or the SecAgg+ parameters used.
     engine
-        ``engine``, ``processes`` started, ``pids``, ``orphans``, and durations in seconds.
+        ``engine``, ``processes`` started, ``pids``, ``orphans``, and durations in seconds;
+        for the deployment also ``tls``, ``node_auth``, ``superlink_cmd`` and, with TLS,
+        ``tls_fingerprints`` (SHA-256 of the certificates) and ``tls_dir``.
     config
         The run config the apps received.
     """
@@ -181,6 +195,9 @@ def run_federated(
     num_cpus: int = 2,
     fail_site: tuple[int, int] | None = None,
     fail_mode: Literal["raise", "exit"] = "raise",
+    tls: bool = False,
+    tls_dir: str | os.PathLike[str] | None = None,
+    node_auth: bool = False,
 ) -> FederatedResult:
     """Train ``task`` across ``num_sites`` sites with Flower and return the global model.
 
@@ -218,6 +235,12 @@ def run_federated(
     fail_site, fail_mode
         Testing hook: ``(site, round)`` makes that 0-based site fail in that round, by
         raising (``"raise"``) or by its process exiting (``"exit"``, deployment only).
+    tls, tls_dir
+        Deployment only: encrypt every connection with TLS (see the module docstring); the
+        certificates are made in ``work_dir/tls``, or taken from ``tls_dir`` (which implies
+        ``tls``).
+    node_auth
+        Deployment with TLS only: SuperNode authentication with one registered key per site.
 
     Returns
     -------
@@ -227,7 +250,11 @@ def run_federated(
     ------
     ConfigError
         Unknown engine or strategy, rounds < 1, num_sites < 2, secagg with < 3 sites, a bad
-        DP parameter, a data-folder list of the wrong length, or an unloadable task.
+        DP parameter, a data-folder list of the wrong length, an unloadable task, TLS or
+        node authentication asked for outside the deployment engine, or node authentication
+        without TLS.
+    InputFileNotFoundError
+        If ``tls_dir`` lacks one of ``ca.crt``, ``server.pem``, ``server.key``.
     ProtocolError
         If the run fails or exceeds ``timeout_s`` (the message names the log file).
 
@@ -267,8 +294,20 @@ def run_federated(
     if fail_site is not None and fail_mode == "exit" and engine != "deployment":
         raise ConfigError("fail_mode='exit' needs the deployment engine", where=_WHERE,
                           got=f"engine={engine!r}", fix="use fail_mode='raise' here")
+    tls = bool(tls) or tls_dir is not None
+    if (tls or node_auth) and engine != "deployment":
+        raise ConfigError("TLS and node authentication apply to the deployment engine only",
+                          where=_WHERE, got=f"engine={engine!r}",
+                          fix="use engine='deployment', or drop tls/tls_dir/node_auth")
+    if node_auth and not tls:
+        raise ConfigError("SuperNode authentication needs TLS", where=_WHERE,
+                          expected="tls=True", got="tls=False", fix="pass tls=True")
     params_json = json.dumps(dict(task_params or {}), sort_keys=True)
     load_task(task, params_json)  # fail here, not in every site process
+    if tls_dir is not None:
+        from secured_bio.privacy.federated.certs import load_tls_dir
+
+        load_tls_dir(tls_dir)  # fail before any process starts
     work = Path(work_dir).resolve()
     out_dir = work / "results"
     for name in RESULT_FILES.values():
@@ -288,8 +327,13 @@ def run_federated(
         "fail-round": int(fail_site[1]) if fail_site else -1, "fail-mode": str(fail_mode),
     }
     work.mkdir(parents=True, exist_ok=True)
-    runner = {"simulation": _simulate, "deployment": _deploy, "inprocess": _inprocess}[engine]
-    info = runner(cfg, work, float(timeout_s), int(num_cpus))
+    if engine == "deployment":
+        security = _Security(tls=tls, tls_dir=Path(tls_dir).resolve() if tls_dir else None,
+                             node_auth=bool(node_auth))
+        info = _deploy(cfg, work, float(timeout_s), int(num_cpus), security)
+    else:
+        runner = {"simulation": _simulate, "inprocess": _inprocess}[engine]
+        info = runner(cfg, work, float(timeout_s), int(num_cpus))
     return _read_results(cfg, out_dir, info, dp_info, secagg_info)
 
 
@@ -570,7 +614,37 @@ def write_app_dir(cfg: Mapping[str, Any], app_dir: Path) -> Path:
     return app_dir
 
 
-def _deploy(cfg: dict[str, Any], work: Path, timeout: float, num_cpus: int) -> dict[str, Any]:
+@dataclass(frozen=True)
+class _Security:
+    """Transport options of the deployment engine."""
+
+    tls: bool = False
+    tls_dir: Path | None = None
+    node_auth: bool = False
+
+
+def _register_supernodes(pubs: list[Path], env: dict[str, str], logs: Path,
+                         deadline: float) -> None:
+    """Register each site's public key with the SuperLink (``flwr supernode register``)."""
+    for i, pub in enumerate(pubs, start=1):
+        log = logs / f"register{i}.log"
+        with open(log, "ab") as fh:
+            try:
+                rc = subprocess.run(
+                    [str(_BIN / "flwr"), "supernode", "register", str(pub), "secured-bio"],
+                    env=env, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                    timeout=max(1.0, deadline - time.monotonic()), check=False).returncode
+            except subprocess.TimeoutExpired as e:
+                raise ProtocolError("registering a SuperNode key timed out", where=str(log),
+                                    fix="raise timeout_s or see the log") from e
+        if rc != 0:
+            raise ProtocolError("registering a SuperNode key failed", where=str(log),
+                                got=f"exit code {rc}", fix=f"see {log}")
+
+
+def _deploy(cfg: dict[str, Any], work: Path, timeout: float, num_cpus: int,
+            security: _Security | None = None) -> dict[str, Any]:
+    sec = security or _Security()
     env = _env(work)
     logs = work / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -578,9 +652,29 @@ def _deploy(cfg: dict[str, Any], work: Path, timeout: float, num_cpus: int) -> d
     home.mkdir(parents=True, exist_ok=True)
     n = int(cfg["num-sites"])
     link = _free_port()
-    (home / "config.toml").write_text(
-        '[superlink]\ndefault = "secured-bio"\n\n[superlink.secured-bio]\n'
-        f'address = "127.0.0.1:{link}"\ninsecure = true\n', encoding="utf-8")
+    link_tls: list[str] = ["--insecure"]
+    node_tls: list[str] = ["--insecure"]
+    conn_tls = "insecure = true"
+    tls_info: dict[str, Any] = {"tls": sec.tls, "node_auth": sec.node_auth}
+    keys: list[tuple[Path, Path]] = []
+    if sec.tls:
+        from secured_bio.privacy.federated.certs import load_tls_dir, make_loopback_tls
+
+        tls = load_tls_dir(sec.tls_dir) if sec.tls_dir else make_loopback_tls(work / "tls")
+        link_tls = ["--ssl-ca-certfile", str(tls.ca_cert), "--ssl-certfile",
+                    str(tls.server_cert), "--ssl-keyfile", str(tls.server_key)]
+        node_tls = ["--root-certificates", str(tls.ca_cert)]
+        conn_tls = f"root-certificates = {json.dumps(str(tls.ca_cert.resolve()))}"
+        tls_info["tls_fingerprints"] = tls.fingerprints()
+        tls_info["tls_dir"] = str(tls.ca_cert.parent)
+        if sec.node_auth:
+            from secured_bio.privacy.federated.certs import make_supernode_keys
+
+            keys = make_supernode_keys(work / "node_keys", n)
+            link_tls.append("--enable-supernode-auth")
+    with atomic_path(home / "config.toml") as tmp:
+        tmp.write_text('[superlink]\ndefault = "secured-bio"\n\n[superlink.secured-bio]\n'
+                       f'address = "127.0.0.1:{link}"\n{conn_tls}\n', encoding="utf-8")
     app = write_app_dir(cfg, work / "app")
     dirs = json.loads(cfg["site-data-dirs"])
     procs = _Processes()
@@ -588,18 +682,22 @@ def _deploy(cfg: dict[str, Any], work: Path, timeout: float, num_cpus: int) -> d
     deadline = t0 + timeout
     timings: dict[str, float] = {}
     rc = None
+    sl_cmd = [str(_BIN / "flower-superlink"), *link_tls, "--host", "127.0.0.1",
+              "--port", str(link), "--disable-runtime-dependency-installation"]
     try:
         sl_log = logs / "superlink.log"
-        sl = procs.start([str(_BIN / "flower-superlink"), "--insecure", "--host", "127.0.0.1",
-                          "--port", str(link), "--disable-runtime-dependency-installation"],
-                         env, sl_log)
+        sl = procs.start(sl_cmd, env, sl_log)
         _wait_port(link, deadline, sl, sl_log)
         timings["superlink_ready_s"] = time.monotonic() - t0
+        if keys:
+            _register_supernodes([pub for _, pub in keys], env, logs, deadline)
+            timings["register_s"] = time.monotonic() - t0 - timings["superlink_ready_s"]
         for i in range(n):
             node_cfg = f"partition-id={i} num-partitions={n}"
             if dirs:
                 node_cfg += f" data-dir={json.dumps(dirs[i])}"
-            procs.start([str(_BIN / "flower-supernode"), "--insecure", "--superlink",
+            auth = ["--auth-supernode-private-key", str(keys[i][0])] if keys else []
+            procs.start([str(_BIN / "flower-supernode"), *node_tls, *auth, "--superlink",
                          f"127.0.0.1:{link}", "--node-config", node_cfg,
                          "--port", str(_free_port())], env, logs / f"supernode{i + 1}.log")
         run_log = logs / "flwr_run.log"
@@ -624,6 +722,7 @@ def _deploy(cfg: dict[str, Any], work: Path, timeout: float, num_cpus: int) -> d
         timings["shutdown_s"] = time.monotonic() - t_stop
     return {"engine": "deployment", "processes": len(procs.procs), "pids": sorted(procs.seen),
             "orphans": orphans, "superlink_port": link, "flwr_run_exit": rc,
+            "superlink_cmd": sl_cmd, **tls_info,
             "total_s": time.monotonic() - t0, "log_dir": str(logs), **timings}
 
 

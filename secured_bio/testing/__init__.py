@@ -30,6 +30,7 @@ from secured_bio.testing._cohort import (
 from secured_bio.testing._federated import LinearToyTask
 from secured_bio.testing._genotypes import GenotypeCohort, simulate_genotypes
 from secured_bio.testing._imaging import MODALITIES, ROI_PAIR, ImagingCohort, simulate_imaging
+from secured_bio.testing._phantom import HeadPhantom, simulate_head_phantom
 from secured_bio.testing._vitals import VITALS, VitalsCohort, simulate_vitals, vital_norms
 
 __all__ = [
@@ -54,4 +55,6 @@ __all__ = [
     "AGE_BANDS",
     "DIAGNOSES",
     "LinearToyTask",
+    "HeadPhantom",
+    "simulate_head_phantom",
 ]

@@ -1,4 +1,4 @@
-"""Charts of assessment results: fairness audits, per-site metrics, federated training curves.
+"""Charts of assessment results: fairness audits, per-site metrics, training curves, risks.
 
 All charts are PNG files drawn with matplotlib's Agg canvas (no display, no global pyplot
 state) and written atomically: a crash never leaves a file that looks finished.  Charts show
@@ -16,7 +16,7 @@ from typing import Any
 from secured_bio._atomic import atomic_path
 from secured_bio.errors import InputError
 
-__all__ = ["plot_fairness", "plot_per_site", "plot_training_curves"]
+__all__ = ["plot_fairness", "plot_per_site", "plot_training_curves", "plot_risk"]
 
 _COLORS = {"auroc": "#1f4e79", "tpr": "#2e8b57", "fpr": "#c00000", "accuracy": "#e69500",
            "loss": "#1f4e79"}
@@ -341,4 +341,124 @@ def plot_training_curves(
         ax.legend(fontsize=7)
     if title:
         fig.suptitle(title)
+    _save(fig, path)
+
+
+def _risk_rows(report: Mapping[str, Any]) -> list[tuple[str, str, float | None, Any, str]]:
+    """(group, label, value, ci, note) for each figure of a risk report."""
+
+    def get(*keys: str) -> Any:
+        v: Any = report
+        for k in keys:
+            v = v.get(k) if isinstance(v, Mapping) else None
+        return v
+
+    def attack(name: str, label: str, *keys: str) -> tuple[str, str, float | None, Any, str]:
+        r = get(*keys)
+        if not isinstance(r, Mapping):
+            return ("attack", label, None, None, "not run")
+        return ("attack", label, _value(r.get("risk"), f"report[{name!r}]"), r.get("risk_ci"),
+                "" if r.get("risk") is not None else "n/a: " + str(r.get("reason") or "refused"))
+
+    rows: list[tuple[str, str, float | None, Any, str]] = []
+    for model in ("prosecutor", "journalist"):
+        for stat in ("highest", "average"):
+            rows.append(("model", f"{model} {stat}",
+                         _value(get(model, stat), f"report[{model!r}][{stat!r}]"), None, ""))
+    rows.append(("model", "marketer", _value(get("marketer", "risk"), "report['marketer']"),
+                 None, ""))
+    rows.append(("model", "sample uniques", _value(get("sample_uniques", "share"),
+                                                   "report['sample_uniques']"), None, ""))
+    rows.append(("model", "population uniques",
+                 _value(get("population_uniqueness", "share"), "report['population_uniqueness']"),
+                 None, ""))
+    link = get("linkage")
+    if isinstance(link, Mapping):
+        correct = link.get("correct_unique_share")
+        rows.append(("attack", "linkage (unique, correct)" if correct is not None
+                     else "linkage (unique links)",
+                     _value(correct if correct is not None else link.get("share"),
+                            "report['linkage']"), None, ""))
+    rows.append(attack("singling_out", "singling out (univariate)", "singling_out", "univariate"))
+    rows.append(attack("singling_out", "singling out (multivariate)", "singling_out",
+                       "multivariate"))
+    rows.append(attack("linkability", "linkability", "linkability"))
+    rows.append(attack("inference", "inference", "inference"))
+    return rows
+
+
+def plot_risk(
+    report: Mapping[str, Any], path: str | os.PathLike[str], *, title: str | None = None
+) -> None:
+    """Draw a re-identification risk report: risk models and attack risks with intervals.
+
+    Horizontal bars on a 0-1 scale: prosecutor and journalist risk (highest, average),
+    marketer risk, shares of sample and population uniques, the linkage attack's share of
+    unique (correct) links, and the anonymeter-style attack risks with their confidence
+    intervals.  A refused risk is marked ``n/a`` with its reason.
+
+    Parameters
+    ----------
+    report
+        The result of :func:`secured_bio.privacy.assess.attacks.assess_table` or
+        :func:`secured_bio.privacy.assess.risk.reidentification_risk`.
+    path
+        PNG file to write (atomically).
+    title
+        Figure title.
+
+    Raises
+    ------
+    InputError
+        If ``report`` is not a risk report of a supported version, or a value is not a number.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib, pandas as pd
+    >>> from secured_bio.privacy.assess.risk import reidentification_risk
+    >>> r = reidentification_risk(pd.DataFrame({"age": ["30", "30", "41"]}), qi=["age"])
+    >>> out = pathlib.Path(tempfile.mkdtemp()) / "risk.png"
+    >>> plot_risk(r, out)
+    >>> out.read_bytes()[:4] == b"\\x89PNG"
+    True
+    """
+    from secured_bio.privacy.assess.risk import FORMAT, FORMAT_VERSION
+
+    if not isinstance(report, Mapping) or report.get("format") != FORMAT:
+        raise InputError(
+            "not a risk report", where="report", expected=f"a dict with format '{FORMAT}'",
+            got=f"a {type(report).__name__} without it",
+            fix="pass the result of assess_table or reidentification_risk",
+        )
+    if report.get("format_version") != FORMAT_VERSION:
+        raise InputError(
+            "unsupported risk report version", where="report",
+            expected=f"format_version {FORMAT_VERSION}",
+            got=f"format_version {report.get('format_version')!r}",
+            fix="re-run the assessment with this version of secured_bio (or upgrade it)",
+        )
+    rows = [r for r in _risk_rows(report) if not (r[0] == "attack" and r[4] == "not run")]
+    fig = _figure(7.5, 0.38 * len(rows) + 1.4)
+    ax = fig.add_subplot(1, 1, 1)
+    ys = list(range(len(rows)))[::-1]
+    for y, (group, label, value, ci, note) in zip(ys, rows, strict=True):
+        color = "#1f4e79" if group == "model" else "#c00000"
+        if value is None:
+            ax.text(0.01, y, note or "n/a", va="center", fontsize=7, color="#7f7f7f")
+            continue
+        ax.barh(y, value, color=color, height=0.6)
+        if ci is not None:
+            lo, hi = (_value(c, f"report CI of {label!r}") for c in ci)
+            if lo is not None and hi is not None:
+                ax.errorbar(value, y, xerr=[[max(0.0, value - lo)], [max(0.0, hi - value)]],
+                            color="black", capsize=3, lw=1)
+        ax.text(min(value, 1.0) + 0.01, y + 0.25, f"{value:.3f}", va="center", fontsize=7)
+    ax.set_yticks(ys)
+    ax.set_yticklabels([r[1] for r in rows], fontsize=8)
+    ax.set_xlim(0, 1.1)
+    ax.axvline(float(report.get("prosecutor", {}).get("threshold", 0.2)), color="#7f7f7f",
+               ls=":", lw=1)
+    ax.set_xlabel("risk / share of records (attacks: 95% CI)")
+    n = report.get("n_records")
+    ax.set_title(title or f"re-identification risk ({n} records)", fontsize=10)
     _save(fig, path)

@@ -30,6 +30,7 @@ LAZY_GROUPS = {
     "fl": "secured_bio.privacy.federated.cli:fl",
     "anonymize": "secured_bio.privacy.anonymize.cli:anonymize",
     "assess": "secured_bio.privacy.assess.cli:assess",
+    "telemetry": "secured_bio.telemetry.cli:telemetry",
 }
 
 

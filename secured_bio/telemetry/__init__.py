@@ -1,0 +1,1 @@
+"""Telemonitoring of vital signs: FHIR/CSV ingest, PEWS, deterioration models, streaming."""

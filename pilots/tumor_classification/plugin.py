@@ -107,7 +107,7 @@ def secured_bio_register_pilot() -> PilotSpec:
             "with fairness audit and encrypted inference."
         ),
         run=run,
-        status="preview",
+        status="ready",
         config_schema=HERE / "config.schema.yaml",
         rules_file=HERE.parents[1] / "workflows" / "rules" / f"{NAME}.smk",
         data_specs=("nifti",),

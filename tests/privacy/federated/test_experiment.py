@@ -71,8 +71,8 @@ def test_fl_run__too_few_scans_is_clear_and_leaves_nothing(tmp_path, capsys):
 def test_run_experiment__single_class_site_trains_and_reports_none(tmp_path, caplog):
     import pandas as pd
 
-    from secured_bio.imaging.federated import FEATURES_FILE, TumorConnectivityTask
     from secured_bio.imaging.features import connectivity_features, write_features
+    from secured_bio.imaging.federated import FEATURES_FILE, TumorConnectivityTask
     from secured_bio.privacy.federated.experiment import run_experiment
     from secured_bio.privacy.federated.task import task_path
     from secured_bio.testing import simulate_imaging

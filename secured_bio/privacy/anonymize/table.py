@@ -11,8 +11,6 @@ Privacy rule: errors, logs and the report hold column names, counts and released
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import logging
 import math
@@ -29,7 +27,6 @@ from numpy.typing import NDArray
 
 from secured_bio.errors import (
     ConfigError,
-    FormatError,
     InputError,
     InputFileNotFoundError,
     SchemaError,
@@ -108,36 +105,9 @@ def read_table_csv(path: str | os.PathLike[str]) -> pd.DataFrame:
     >>> read_table_csv(p).to_dict("list")
     {'zip': ['06000'], 'age': ['41']}
     """
-    p = Path(path)
-    if not p.is_file():
-        raise InputFileNotFoundError("input table not found", where=str(p),
-                                     expected="an existing CSV file", fix="check --in")
-    raw = p.read_bytes()
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        line = raw[:e.start].count(b"\n") + 1
-        raise FormatError("input table is not UTF-8", where=f"{p} line {line}",
-                          expected="UTF-8 text", got=f"an invalid byte at offset {e.start}",
-                          fix="re-save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)") from e
-    rows = list(csv.reader(io.StringIO(text)))
-    if not rows or not any(rows[0]):
-        raise FormatError("input table has no header row", where=str(p),
-                          expected="a CSV header with column names")
-    header = rows[0]
-    if len(set(header)) != len(header):
-        raise FormatError("input table repeats a column name", where=str(p),
-                          fix="give every column its own name")
-    body = []
-    for line, r in enumerate(rows[1:], start=2):
-        if not r:
-            continue
-        if len(r) != len(header):
-            raise FormatError("ragged CSV: a row has a different number of fields",
-                              where=f"{p} line {line}", expected=f"{len(header)} fields",
-                              got=f"{len(r)} fields", fix="fix the row or quote its commas")
-        body.append(r)
-    return pd.DataFrame(body, columns=header, dtype=str)
+    from secured_bio._csv import read_csv_strings
+
+    return read_csv_strings(path, label="input", option="--in")
 
 
 def load_hierarchies(df: pd.DataFrame, qi: Sequence[str],

@@ -6,16 +6,12 @@ one-line messages and exit codes by ``secured_bio.cli.main``.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
-
-from secured_bio.errors import FormatError, InputError, InputFileNotFoundError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -45,42 +41,9 @@ def read_table(path: Path, name: str) -> pd.DataFrame:
     InputError
         If it has no header or no data rows.
     """
-    import pandas as pd
+    from secured_bio._csv import read_csv_strings
 
-    where = f"--{name} {path}"
-    if not path.is_file():
-        raise InputFileNotFoundError(f"{name} table not found", where=str(path),
-                                     expected="an existing CSV file", got="no such file",
-                                     fix=f"check the --{name} path")
-    raw = path.read_bytes()
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        line = raw[:e.start].count(b"\n") + 1
-        raise FormatError("table is not UTF-8 text", where=f"{path}:{line}",
-                          expected="UTF-8", got=f"an invalid byte at offset {e.start}",
-                          fix="re-save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)") from e
-    rows = list(csv.reader(io.StringIO(text, newline="")))
-    while rows and not any(c.strip() for c in rows[-1]):
-        rows.pop()  # trailing blank lines
-    if not rows:
-        raise InputError(f"{name} table is empty", where=where, expected="a header and rows",
-                         got="an empty file", fix="check the file")
-    header = [h.strip() for h in rows[0]]
-    if len(set(header)) != len(header):
-        raise FormatError("column name repeated in the header", where=f"{path}:1",
-                          expected="distinct column names",
-                          got=f"{len(header)} names, {len(set(header))} distinct",
-                          fix="rename the duplicated column")
-    for i, row in enumerate(rows[1:], start=2):
-        if len(row) != len(header):
-            raise FormatError("ragged CSV: row has the wrong number of fields",
-                              where=f"{path}:{i}", expected=f"{len(header)} fields",
-                              got=f"{len(row)}", fix="fix the row (quote fields with commas)")
-    if len(rows) == 1:
-        raise InputError(f"{name} table has no data rows", where=where,
-                         expected="at least 1 row", got="only a header", fix="check the file")
-    return pd.DataFrame(rows[1:], columns=header, dtype=str)
+    return read_csv_strings(path, label=name, option=f"--{name}", allow_empty=False)
 
 
 def _jsonable(x: Any) -> Any:

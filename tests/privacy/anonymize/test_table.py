@@ -293,14 +293,14 @@ def test_release__apparent_direct_identifier_is_refused_unless_kept(clinical):
 def test_read_table_csv__non_utf8_raises_with_line(tmp_path):
     p = tmp_path / "t.csv"
     p.write_bytes("age,city\n41,Paris\n52,K\xf6ln\n".encode("latin-1"))
-    with pytest.raises(FormatError, match=r"not UTF-8 \[.*line 3\]"):
+    with pytest.raises(FormatError, match=r"not UTF-8 text \[.*t\.csv:3\]"):
         read_table_csv(p)
 
 
 def test_read_table_csv__ragged_row_raises_with_line(tmp_path):
     p = tmp_path / "t.csv"
     p.write_text("age,sex\n41,F\n52,M,extra\n", encoding="utf-8")
-    with pytest.raises(FormatError, match=r"ragged CSV.*line 3.*expected 2 fields, got 3"):
+    with pytest.raises(FormatError, match=r"ragged CSV.*t\.csv:3.*expected 2 fields, got 3"):
         read_table_csv(p)
 
 
@@ -311,7 +311,7 @@ def test_read_table_csv__missing_file_empty_and_duplicate_header_raise(tmp_path)
     with pytest.raises(FormatError, match="no header row"):
         read_table_csv(tmp_path / "e.csv")
     (tmp_path / "d.csv").write_text("a,a\n1,2\n", encoding="utf-8")
-    with pytest.raises(FormatError, match="repeats a column name"):
+    with pytest.raises(FormatError, match="column name repeated"):
         read_table_csv(tmp_path / "d.csv")
 
 

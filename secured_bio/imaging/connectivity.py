@@ -73,6 +73,20 @@ def _as_series(series: FunctionalSeries | str | os.PathLike[str]) -> FunctionalS
     return series if isinstance(series, FunctionalSeries) else load_series(series)
 
 
+def _series_and_atlas(
+    series: FunctionalSeries | str | os.PathLike[str],
+    atlas: Atlas | str | os.PathLike[str] | None, purpose: str,
+) -> tuple[FunctionalSeries, Atlas]:
+    """Return the series and its atlas (``atlas``, checked against the series' grid, or its own)."""
+    s = _as_series(series)
+    if atlas is not None:
+        return s, load_atlas(atlas, like=s)
+    if s.atlas is None:
+        raise ConfigError(f"no atlas for the {purpose}", where=str(s.path),
+                          fix="pass atlas=... or load_series(path, atlas=...)")
+    return s, s.atlas
+
+
 def roi_timeseries(
     series: FunctionalSeries | str | os.PathLike[str],
     atlas: Atlas | str | os.PathLike[str] | None = None,
@@ -115,14 +129,7 @@ def roi_timeseries(
     >>> signals.shape, labels
     ((12, 3), (1, 2, 3))
     """
-    s = _as_series(series)
-    if atlas is None:
-        if s.atlas is None:
-            raise ConfigError("no atlas to extract ROI signals", where=str(s.path),
-                              fix="pass atlas=... or load_series(path, atlas=...)")
-        a = s.atlas
-    else:
-        a = load_atlas(atlas, like=s)
+    s, a = _series_and_atlas(series, atlas, "ROI signals")
     wanted = a.labels if labels is None else tuple(int(v) for v in labels)
     flat_atlas = a.data.reshape(-1)
     flat = s.data.reshape(-1, s.n_timepoints)

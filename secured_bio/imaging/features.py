@@ -26,8 +26,8 @@ import pandas as pd
 
 from secured_bio._progress import track
 from secured_bio.errors import ConfigError, InputFileNotFoundError, SchemaError, did_you_mean
-from secured_bio.imaging.connectivity import series_connectivity
-from secured_bio.imaging.io import Atlas, FunctionalSeries, load_atlas, load_series
+from secured_bio.imaging.connectivity import _series_and_atlas, series_connectivity
+from secured_bio.imaging.io import Atlas, FunctionalSeries, load_atlas
 
 __all__ = [
     "FEATURES_FORMAT",
@@ -284,14 +284,7 @@ def seed_map(
     """
     from scipy.signal import detrend as sp_detrend
 
-    s = series if isinstance(series, FunctionalSeries) else load_series(series)
-    if atlas is None:
-        if s.atlas is None:
-            raise ConfigError("no atlas for the seed map", where=str(s.path),
-                              fix="pass atlas=... or load_series(path, atlas=...)")
-        a = s.atlas
-    else:
-        a = load_atlas(atlas, like=s)
+    s, a = _series_and_atlas(series, atlas, "seed map")
     if int(seed_label) not in a.labels:
         raise SchemaError("seed label is not in the atlas", where=f"{a.path or 'atlas'}",
                           expected=f"one of {len(a.labels)} atlas labels",

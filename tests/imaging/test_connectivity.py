@@ -252,7 +252,7 @@ def test_roi_timeseries__requested_labels_in_order_and_absent_label_raises(cohor
 
 
 def test_roi_timeseries__without_atlas_raises(cohort) -> None:
-    with pytest.raises(ConfigError, match="no atlas to extract ROI signals"):
+    with pytest.raises(ConfigError, match="no atlas for the ROI signals"):
         roi_timeseries(cohort.series_paths[0])
 
 

@@ -31,6 +31,7 @@ LAZY_GROUPS = {
     "anonymize": "secured_bio.privacy.anonymize.cli:anonymize",
     "assess": "secured_bio.privacy.assess.cli:assess",
     "telemetry": "secured_bio.telemetry.cli:telemetry",
+    "synth": "secured_bio.privacy.synthetic.cli:synth",
 }
 
 

@@ -1,0 +1,1 @@
+"""Synthetic data: tables, vital-sign series and images, with fidelity/utility/privacy evaluation."""

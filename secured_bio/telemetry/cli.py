@@ -1,0 +1,89 @@
+"""``secured-bio telemetry``: ingest vital signs (FHIR R4 or CSV) and score the Bedside PEWS.
+
+Loaded lazily by :mod:`secured_bio.cli` (``LAZY_GROUPS``); errors raised here are turned into
+one-line messages and exit codes by ``secured_bio.cli.main`` (1 bad input, 2 usage).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from secured_bio.telemetry.ingest import ON_INVALID
+
+
+@click.group()
+def telemetry() -> None:
+    """Vital signs: FHIR/CSV ingest to a canonical long table, and the Bedside PEWS baseline.
+
+    \b
+    secured-bio telemetry ingest --in vitals.fhir.json --out vitals.csv --report ingest.json
+    secured-bio telemetry pews --in vitals.csv --ages patients.csv --out scores.csv
+    """
+
+
+@telemetry.command()
+@click.option("--in", "src", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="FHIR R4 Bundle / Observation (JSON), NDJSON of Observations, or CSV long "
+                   "table patient_id,time,vital,value,unit.")
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Output CSV (canonical UCUM units, sorted); written only when complete.")
+@click.option("--on-invalid", type=click.Choice(ON_INVALID), default="error", show_default=True,
+              help="Implausible values (outside data_specs/vitals.yaml ranges): error, or drop "
+                   "and count them.")
+@click.option("--skip-unknown", is_flag=True,
+              help="Drop and count Observations with an unknown LOINC code (CSV: unknown vital) "
+                   "instead of failing.")
+@click.option("--report", "report", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="Also write a JSON report: counts read, kept, dropped by "
+                                 "reason and per vital.")
+def ingest(src: Path, out: Path, on_invalid: str, skip_unknown: bool, report: Path | None
+           ) -> None:
+    """Read vital signs and write the canonical long table patient_id,time,vital,value,unit.
+
+    Units are converted to canonical UCUM (/min, %, Cel, mm[Hg]); times keep their UTC
+    offset; entered-in-error/cancelled Observations, identical duplicates and (with the
+    options) implausible values and unknown codes are dropped and counted.  Prints one line
+    of counts.
+    """
+    from secured_bio.telemetry.ingest import ingest_vitals
+
+    rep = ingest_vitals(src, out, on_invalid=on_invalid,  # type: ignore[arg-type]
+                        skip_unknown=skip_unknown, report_path=report)
+    click.echo(f"{src.name}: {rep.summary()} -> {out}")
+
+
+@telemetry.command()
+@click.option("--in", "src", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Vitals long table (data_specs/vitals.yaml), e.g. from 'telemetry ingest'.")
+@click.option("--ages", "ages", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="CSV with columns patient_id,age_years (the demo's patients.csv).")
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Output CSV of scores; written only when complete.")
+@click.option("--window", default="4h", show_default=True,
+              help="Use the latest value of each vital at most this old (pandas duration).")
+def pews(src: Path, ages: Path, out: Path, window: str) -> None:
+    """Score the Bedside PEWS (Parshuram et al. 2009) at every measurement time.
+
+    Only the vital-sign items (heart rate, systolic BP, respiratory rate, SpO2) can be scored
+    from a vitals table: the score is partial and each row lists its missing items.
+    """
+    import pandas as pd
+
+    from secured_bio.errors import InputFileNotFoundError
+    from secured_bio.specs import validate
+    from secured_bio.telemetry.pews import score_pews, write_scores
+
+    validate("vitals", src)
+    if not ages.is_file():
+        raise InputFileNotFoundError("ages file not found", where=str(ages),
+                                     expected="a CSV patient_id,age_years", fix="check the path")
+    vitals = pd.read_csv(src, dtype={"patient_id": str, "time": str, "vital": str,
+                                     "unit": str}, keep_default_na=False)
+    age_table = pd.read_csv(ages, dtype={"patient_id": str})
+    scores = score_pews(vitals, age_table, window=window)
+    write_scores(scores, out)
+    n_pat = scores["patient_id"].nunique()
+    click.echo(f"{src.name}: Bedside PEWS (partial: {scores['n_items'].max() if len(scores) else 0}"
+               f" of 7 items at most) at {len(scores)} times of {n_pat} patients -> {out}")

@@ -14,7 +14,9 @@ in (simulation through ``run_simulation``, which has no run config).
 Reveal set (what leaves a site): the model parameters after local training (masked by SecAgg+
 when on, clipped when DP is on), the number of training and test examples, the mean training
 loss, the local training time, and the site's test loss, AUROC and accuracy of the global
-model.  No example, label or prediction leaves a site.
+model; with local DP-SGD (:mod:`~secured_bio.privacy.federated.dpsgd`) also the site's epsilon
+so far, noise multiplier, sampling rate and step count.  No example, label or prediction
+leaves a site.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from secured_bio.privacy.federated.strategies import Recorder
 from secured_bio.privacy.federated.task import FederatedTask, SiteData, SiteRef, load_task
 
 if TYPE_CHECKING:
@@ -165,16 +168,31 @@ def _make_client(cfg: Config, context: Context) -> NumPyClient:
             _maybe_fail(cfg, self.ref.partition_id, server_round)
             set_state(self.model, parameters)
             t0 = time.perf_counter()
-            res = self.task.train(
-                self.model, self.data, epochs=int(cfg.get("local-epochs", 1)),
-                lr=float(cfg.get("lr", 0.01)), proximal_mu=float(config.get("proximal_mu", 0.0)),
-                seed=local_seed(int(cfg.get("seed", 0)), server_round, self.ref.partition_id))
+            seed = local_seed(int(cfg.get("seed", 0)), server_round, self.ref.partition_id)
+            dp_metrics: dict[str, Any] = {}
+            if float(cfg.get("local-dp-epsilon", 0.0)) > 0:  # record-level DP-SGD (dpsgd.py)
+                res, eps = self.task.train_private(
+                    self.model, self.data, epochs=int(cfg.get("local-epochs", 1)),
+                    lr=float(cfg.get("lr", 0.01)), epsilon=float(cfg["local-dp-epsilon"]),
+                    delta=float(cfg.get("local-dp-delta", 1e-5)),
+                    max_grad_norm=float(cfg.get("local-dp-max-grad-norm", 1.0)),
+                    batch_size=int(cfg.get("local-dp-batch-size", 0)) or None,
+                    rounds=int(cfg.get("rounds", 1)), server_round=max(server_round, 1),
+                    seed=seed)
+                dp_metrics = {f"dp-{k.replace('_', '-')}": float(v)
+                              for k, v in res.metrics.items()}
+                dp_metrics["dp-epsilon"] = float(eps)
+            else:
+                res = self.task.train(
+                    self.model, self.data, epochs=int(cfg.get("local-epochs", 1)),
+                    lr=float(cfg.get("lr", 0.01)),
+                    proximal_mu=float(config.get("proximal_mu", 0.0)), seed=seed)
             train_s = time.perf_counter() - t0
             # DP-FedAvg's sensitivity bound needs equal weights: report weight 1, the true
             # count travels as a metric (McMahan et al. 2018, fixed-weight variant).
             weight = 1 if float(cfg.get("dp-noise-multiplier", 0.0)) > 0 else res.num_examples
             metrics = {"site": self.data.site, "num-examples": int(res.num_examples),
-                       "loss": float(res.loss), "train-time-s": float(train_s)}
+                       "loss": float(res.loss), "train-time-s": float(train_s), **dp_metrics}
             return get_state(self.model), int(weight), metrics
 
         def evaluate(self, parameters: list[np.ndarray], config: dict[str, Any]
@@ -230,7 +248,6 @@ def run_server(grid: Grid, context: Context, cfg: Config) -> None:
     from flwr.server.workflow.constant import MAIN_CONFIGS_RECORD, MAIN_PARAMS_RECORD, Key
 
     from secured_bio.privacy.federated.strategies import (
-        Recorder,
         build_strategy,
         evaluate_workflow,
         fit_workflow,
@@ -241,7 +258,7 @@ def run_server(grid: Grid, context: Context, cfg: Config) -> None:
     task = load_task(str(cfg["task"]), str(cfg.get("task-params", "{}")))
     init = get_state(build_global_model(task, int(cfg.get("seed", 0))))
     rounds = int(cfg["rounds"])
-    recorder = Recorder()
+    recorder = _LocalDPRecorder()
     strategy = build_strategy(cfg, ndarrays_to_parameters(init), recorder)
     legacy = LegacyContext(context=context, config=ServerConfig(num_rounds=rounds),
                            strategy=strategy)
@@ -275,7 +292,29 @@ def run_server(grid: Grid, context: Context, cfg: Config) -> None:
         "rounds": recorder.rounds,
         "per_site": recorder.per_site(),
         "server_s": time.perf_counter() - t_start,
+        **({"local_dp": recorder.local_dp()} if recorder.site_dp else {}),
     })
+
+
+class _LocalDPRecorder(Recorder):
+    """A Recorder that also keeps each site's latest DP-SGD report (its ``dp-*`` metrics)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.site_dp: dict[str, dict[str, float]] = {}
+
+    def fit_results(self, results: Any, n_failures: int) -> None:
+        for _, fr in results:
+            m = dict(fr.metrics)
+            if "dp-epsilon" in m:
+                self.site_dp[str(m.get("site", ""))] = {
+                    k[3:].replace("-", "_"): float(v) for k, v in m.items()
+                    if k.startswith("dp-")}
+        super().fit_results(results, n_failures)
+
+    def local_dp(self) -> list[dict[str, Any]]:
+        """Each site's last DP-SGD report: epsilon so far, noise multiplier, steps..."""
+        return [{"site": s, **self.site_dp[s]} for s in sorted(self.site_dp)]
 
 
 def write_results(out_dir: Path, params: list[np.ndarray], results: dict[str, Any]) -> None:

@@ -124,6 +124,8 @@ def dp_report(*, epsilon_target: float, delta: float, rounds: int, clip: float,
                           fix="pass the L2 norm bound of a site's update, e.g. 1.0")
     sigma = noise_multiplier_for(epsilon_target, delta, rounds)
     return {
+        "mode": "central",
+        "level": "site",
         "epsilon": epsilon_spent(sigma, delta, rounds),
         "epsilon_target": float(epsilon_target),
         "delta": float(delta),

@@ -188,6 +188,10 @@ def run_federated(
     dp_epsilon: float | None = None,
     dp_delta: float = 1e-5,
     dp_clip: float = 1.0,
+    local_dp_epsilon: float | None = None,
+    local_dp_delta: float = 1e-5,
+    local_dp_max_grad_norm: float = 1.0,
+    local_dp_batch_size: int | None = None,
     site_data_dirs: Sequence[str | os.PathLike[str]] | None = None,
     seed: int = 0,
     timeout_s: float = 900.0,
@@ -223,7 +227,13 @@ def run_federated(
         SecAgg+ on/off; parameters are clipped to +-clipping range before quantization;
         max weight should be at least the largest site's training-set size (1 under DP).
     dp_epsilon, dp_delta, dp_clip
-        Central DP target (None: off), and the L2 bound of each site's update.
+        Central DP target (None: off), and the L2 bound of each site's update (site-level
+        DP, :mod:`~secured_bio.privacy.federated.dp`).
+    local_dp_epsilon, local_dp_delta, local_dp_max_grad_norm, local_dp_batch_size
+        Local DP-SGD at every site (None: off): each site's record-level budget over the
+        whole run, the per-record gradient bound and the expected Poisson batch size (None:
+        the task's ``batch_size``); see :mod:`~secured_bio.privacy.federated.dpsgd`.  The
+        result's ``dp`` then has ``mode='local-dpsgd'`` and each site's epsilon.
     site_data_dirs
         One data folder per site (``SiteRef.data_dir``); None lets the task choose.
     seed
@@ -250,9 +260,9 @@ def run_federated(
     ------
     ConfigError
         Unknown engine or strategy, rounds < 1, num_sites < 2, secagg with < 3 sites, a bad
-        DP parameter, a data-folder list of the wrong length, an unloadable task, TLS or
-        node authentication asked for outside the deployment engine, or node authentication
-        without TLS.
+        DP parameter, central and local DP together, local DP with FedProx, a data-folder
+        list of the wrong length, an unloadable task, TLS or node authentication asked for
+        outside the deployment engine, or node authentication without TLS.
     InputFileNotFoundError
         If ``tls_dir`` lacks one of ``ca.crt``, ``server.pem``, ``server.key``.
     ProtocolError
@@ -282,6 +292,9 @@ def run_federated(
         _check_pos("secagg_max_weight", secagg_max_weight), timeout=round_timeout_s)
         if secagg else None)
     dp_info = None
+    if local_dp_epsilon is not None:
+        _check_local_dp(local_dp_epsilon, local_dp_delta, local_dp_max_grad_norm,
+                        local_dp_batch_size, dp_epsilon, strategy)
     if dp_epsilon is not None:
         from secured_bio.privacy.federated.dp import dp_report
 
@@ -321,7 +334,11 @@ def run_federated(
         "secagg-clipping-range": float(secagg_clipping_range),
         "secagg-max-weight": float(secagg_info["max_weight"]) if secagg_info else 0.0,
         "dp-noise-multiplier": float(dp_info["noise_multiplier"]) if dp_info else 0.0,
-        "dp-clip": float(dp_clip), "site-data-dirs": json.dumps(dirs),
+        "dp-clip": float(dp_clip),
+        "local-dp-epsilon": float(local_dp_epsilon) if local_dp_epsilon is not None else 0.0,
+        "local-dp-delta": float(local_dp_delta),
+        "local-dp-max-grad-norm": float(local_dp_max_grad_norm),
+        "local-dp-batch-size": int(local_dp_batch_size or 0), "site-data-dirs": json.dumps(dirs),
         "round-timeout": float(round_timeout_s), "out-dir": str(out_dir),
         "fail-site": int(fail_site[0]) if fail_site else -1,
         "fail-round": int(fail_site[1]) if fail_site else -1, "fail-mode": str(fail_mode),
@@ -354,8 +371,53 @@ def _read_results(cfg: dict[str, Any], out_dir: Path, info: dict[str, Any],
     with np.load(out_dir / RESULT_FILES["params"]) as z:
         state = [z[f"arr_{i}"] for i in range(len(z.files))]
     info["server_s"] = results.get("server_s")
+    if float(cfg.get("local-dp-epsilon", 0.0)) > 0:
+        dp_info = _local_dp_info(cfg, results.get("local_dp") or [])
     return FederatedResult(state=state, rounds=results["rounds"], per_site=results["per_site"],
                            dp=dp_info, secagg=secagg_info, engine=info, config=dict(cfg))
+
+
+def _check_local_dp(epsilon: Any, delta: Any, max_grad_norm: Any, batch_size: Any,
+                    dp_epsilon: float | None, strategy: str) -> None:
+    from secured_bio.privacy.federated.dpsgd import _check
+
+    _check(epsilon, delta, max_grad_norm)
+    if batch_size is not None:
+        _check_int("local_dp_batch_size", batch_size, 1)
+    if dp_epsilon is not None:
+        raise ConfigError("central and local DP cannot be combined in one run", where=_WHERE,
+                          expected="dp_epsilon or local_dp_epsilon",
+                          got="both", fix="choose site-level (dp_epsilon) or record-level "
+                                          "(local_dp_epsilon) privacy")
+    if strategy == "fedprox":
+        raise ConfigError("local DP-SGD does not support FedProx", where=_WHERE,
+                          expected="strategy='fedavg'", got="strategy='fedprox'",
+                          fix="the proximal term has no per-record gradient; use fedavg")
+
+
+def _local_dp_info(cfg: Mapping[str, Any], sites: list[dict[str, Any]]) -> dict[str, Any]:
+    """Build the privacy report of local DP-SGD from the sites' own reports."""
+    from secured_bio.privacy.federated.dpsgd import LOCAL_DP_ACCOUNTANT
+
+    eps = [float(s["epsilon"]) for s in sites]
+    sigmas = [float(s["noise_multiplier"]) for s in sites]
+    return {
+        "mode": "local-dpsgd",
+        "level": "record",
+        "epsilon": max(eps) if eps else None,
+        "epsilon_target": float(cfg["local-dp-epsilon"]),
+        "delta": float(cfg["local-dp-delta"]),
+        "noise_multiplier": min(sigmas) if sigmas else None,
+        "max_grad_norm": float(cfg["local-dp-max-grad-norm"]),
+        "rounds": int(cfg["rounds"]),
+        "accountant": LOCAL_DP_ACCOUNTANT,
+        "per_site": [{**s, "steps": int(s["steps"])} if "steps" in s else dict(s)
+                     for s in sites],
+        "mechanism": ("local DP-SGD (Abadi et al. 2016) at every site: per-record gradient "
+                      "clipping to max_grad_norm, Gaussian noise noise_multiplier*max_grad_norm, "
+                      "Poisson sampling; epsilon is each site's budget over all rounds "
+                      "('epsilon' is the largest site's, 'noise_multiplier' the smallest)"),
+    }
 
 
 # -------------------------------------------------------------------------------- helpers

@@ -153,6 +153,33 @@ class FederatedTask(abc.ABC):
                 seen += len(idx)
         return TrainResult(n, total / max(seen, 1))
 
+    def train_private(
+        self,
+        model: torch.nn.Module,
+        data: SiteData,
+        *,
+        epochs: int,
+        lr: float,
+        epsilon: float,
+        delta: float,
+        max_grad_norm: float,
+        batch_size: int | None = None,
+        rounds: int = 1,
+        server_round: int = 1,
+        seed: int = 0,
+    ) -> tuple[TrainResult, float]:
+        """Train with DP-SGD (record-level DP); return the result and the epsilon spent.
+
+        The default is :func:`secured_bio.privacy.federated.dpsgd.train_dpsgd` (binary
+        cross-entropy on one logit, as :meth:`train`); override it for another loss.
+        ``epsilon`` is the site's budget over all ``rounds``; ``server_round`` is 1-based.
+        """
+        from secured_bio.privacy.federated.dpsgd import train_dpsgd
+
+        return train_dpsgd(self, model, data, epochs=epochs, lr=lr, epsilon=epsilon,
+                           delta=delta, max_grad_norm=max_grad_norm, batch_size=batch_size,
+                           seed=seed, rounds=rounds, server_round=server_round)
+
     def predict(self, model: torch.nn.Module, x: np.ndarray) -> np.ndarray:
         """Return P(y = 1) for each row of ``x`` (sigmoid of the model's logit)."""
         import torch

@@ -1,0 +1,163 @@
+"""``secured-bio synth``: synthetic tables (and images, attached from ``images_cli``).
+
+Loaded lazily by :mod:`secured_bio.cli` (``LAZY_GROUPS``); errors raised here are turned into
+one-line messages and exit codes by ``secured_bio.cli.main`` (1 bad input, 2 bad options).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+__all__ = ["synth", "table"]
+
+log = logging.getLogger(__name__)
+
+_METHODS = ("copula", "tvae", "mst")  # = tabular.METHODS, kept here so --help stays light
+_EVALUATE = "secured_bio.privacy.synthetic.evaluate"
+
+
+@click.group()
+def synth() -> None:
+    """Synthetic data that carries no real patient: tables (and images).
+
+    \b
+    secured-bio synth table --in admissions.csv --n 500 --out synth.csv --report synth.json \\
+        --drop patient_id --condition 'age=5..10' --condition 'diagnosis=pneumonia'
+    secured-bio synth table --in admissions.csv --n 500 --method mst --epsilon 1 \\
+        --drop patient_id --out dp.csv
+    """
+
+
+def _evaluation(real: Any, out: Any, holdout: Path | None, target: str | None, seed: int
+                ) -> dict[str, Any] | None:
+    """Run the evaluation module when it is installed (it is optional at runtime)."""
+    try:
+        found = importlib.util.find_spec(_EVALUATE) is not None
+    except ModuleNotFoundError:
+        found = False
+    if not found:
+        if holdout is not None or target is not None:
+            from secured_bio.errors import DependencyError
+
+            raise DependencyError("the evaluation module is not available", where=_EVALUATE,
+                                  fix="drop --holdout/--target or update secured_bio")
+        return None
+    from secured_bio._csv import read_csv_strings
+
+    evaluate = importlib.import_module(_EVALUATE).evaluate_synthetic
+    hold = None
+    if holdout is not None:
+        hold = read_csv_strings(holdout, label="holdout", option="--holdout", allow_empty=False)
+        hold = hold[[c for c in real.columns if c in hold.columns]]
+    result: dict[str, Any] = evaluate(real, out, holdout=hold, target=target, seed=seed)
+    return result
+
+
+@synth.command()
+@click.option("--in", "input_path", required=True, type=click.Path(path_type=Path),
+              help="Real table (CSV with a header; values kept as text).")
+@click.option("--n", "n_rows", required=True, type=click.IntRange(min=1),
+              help="Number of synthetic rows (all satisfy every --condition).")
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Synthetic CSV to write: the input's columns, in order and formats.")
+@click.option("--method", type=click.Choice(_METHODS), default="copula", show_default=True,
+              help="copula: Gaussian copula (fast); tvae: variational autoencoder (torch); "
+                   "mst: differentially private (needs --epsilon).")
+@click.option("--epsilon", type=float, default=None,
+              help="Privacy budget of --method mst (> 0; smaller is more private).")
+@click.option("--delta", type=float, default=None,
+              help="DP delta of --method mst [default: 1e-6; keep it below 1/rows].")
+@click.option("--condition", "conditions", multiple=True, metavar="EXPR",
+              help="COLUMN=VALUE or COLUMN=LOW..HIGH (inclusive; numbers and dates); "
+                   "repeat to combine with AND.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Seed: the same seed and input give the same CSV.")
+@click.option("--epochs", type=click.IntRange(min=1), default=None,
+              help="Training epochs of --method tvae [default: 300].")
+@click.option("--drop", "drop", multiple=True, metavar="COLUMN",
+              help="Leave a column out (identifiers such as patient_id are refused otherwise); "
+                   "it is then absent from the output.")
+@click.option("--public-domain", "public_domain", type=click.Path(path_type=Path),
+              default=None, help="mst: JSON {column: [categories] | [low, high]} known without "
+                                 "the data, so the domain is covered by epsilon.")
+@click.option("--report", "report", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="JSON report: method, parameters, epsilon/delta, conditions, "
+                                 "timings and (when available) the evaluation.")
+@click.option("--holdout", type=click.Path(path_type=Path), default=None,
+              help="Real rows NOT in --in, for utility and membership-inference figures.")
+@click.option("--target", default=None, help="Class column for the utility figures.")
+@click.option("--no-evaluate", "no_evaluate", is_flag=True,
+              help="Skip the evaluation in the report.")
+def table(input_path: Path, n_rows: int, out: Path, method: str, epsilon: float | None,
+          delta: float | None, conditions: tuple[str, ...], seed: int, epochs: int | None,
+          drop: tuple[str, ...], public_domain: Path | None, report: Path | None,
+          holdout: Path | None, target: str | None, no_evaluate: bool) -> None:
+    """Fit a generator on a real table and write N synthetic rows.
+
+    The CSV and the JSON report are written together, only when everything succeeded.
+    """
+    from secured_bio._atomic import atomic_paths
+    from secured_bio._csv import read_csv_strings
+    from secured_bio.errors import ConfigError, InputFileNotFoundError
+    from secured_bio.privacy.synthetic.tabular import synthesize_table
+
+    if report is not None and report.resolve() == out.resolve():
+        raise ConfigError("--out and --report are the same file", where=str(out),
+                          fix="give the report another name")
+    if report is None and (holdout is not None or target is not None):
+        raise ConfigError("--holdout/--target only feed the report", where="--report",
+                          expected="--report FILE", got="no --report", fix="add --report")
+    domain = None
+    if public_domain is not None:
+        if not public_domain.is_file():
+            raise InputFileNotFoundError("public domain file not found",
+                                         where=str(public_domain), fix="check --public-domain")
+        try:
+            domain = json.loads(public_domain.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ConfigError("public domain is not valid JSON", where=str(public_domain),
+                              expected='{"column": ["a", "b"] or [low, high]}',
+                              fix="fix the JSON") from e
+        if not isinstance(domain, dict):
+            raise ConfigError("public domain must be a JSON object", where=str(public_domain),
+                              expected='{"column": [...]}', got=type(domain).__name__)
+    start = time.perf_counter()
+    real = read_csv_strings(input_path, label="input", option="--in", allow_empty=False)
+    result = synthesize_table(real, n_rows, method=method, conditions=conditions, seed=seed,
+                              epsilon=epsilon, delta=delta, epochs=epochs, drop=drop,
+                              public_domain=domain)
+    doc = dict(result.report, input=str(input_path), output=str(out))
+    if report is not None:
+        doc["evaluation"] = None
+        if not no_evaluate:
+            t0 = time.perf_counter()
+            kept = real[[c for c in real.columns if c not in drop]]
+            doc["evaluation"] = _evaluation(kept, result.table, holdout, target, seed)
+            doc["evaluate_seconds"] = round(time.perf_counter() - t0, 3)
+        doc["total_seconds"] = round(time.perf_counter() - start, 3)
+    paths = [out] + ([report] if report is not None else [])
+    with atomic_paths(*paths) as tmps:
+        result.table.to_csv(tmps[0], index=False)
+        if report is not None:
+            tmps[1].write_text(json.dumps(doc, indent=2, default=str) + "\n", encoding="utf-8")
+    privacy = result.report.get("privacy")
+    dp = (f", (epsilon={privacy['epsilon']:g}, delta={privacy['delta']:g})-DP, domain "
+          f"{privacy['domain']}" if privacy else "")
+    click.echo(f"wrote {len(result.table)} synthetic rows x {result.table.shape[1]} columns "
+               f"({method}{dp}) -> {out}" + (f" and {report}" if report else ""))
+
+
+def _attach_image_command() -> None:
+    from secured_bio.privacy.synthetic.images_cli import images
+
+    synth.add_command(images)
+
+
+_attach_image_command()

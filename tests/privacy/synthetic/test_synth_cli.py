@@ -1,0 +1,124 @@
+"""``secured-bio synth table``: outputs, report, exit codes, nothing written on failure."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import run_cli
+
+from secured_bio.cli import main
+
+
+@pytest.fixture(scope="module")
+def clinical(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from secured_bio.testing import simulate_clinical
+
+    d = tmp_path_factory.mktemp("synth_cli")
+    simulate_clinical(d / "train.csv", n_rows=400, seed=1)
+    simulate_clinical(d / "holdout.csv", n_rows=200, seed=2, site="site2")
+    return d
+
+
+def _table(d: Path, out: Path, *extra: str) -> list[str]:
+    return ["synth", "table", "--in", str(d / "train.csv"), "--n", "60", "--drop", "patient_id",
+            "--out", str(out), *extra]
+
+
+def test_table__writes_csv_and_report(clinical: Path, tmp_path: Path,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    out, rep = tmp_path / "s.csv", tmp_path / "s.json"
+    assert main(_table(clinical, out, "--report", str(rep), "--condition", "age=5..10",
+                       "--condition", "sex=F", "--holdout", str(clinical / "holdout.csv"),
+                       "--target", "sex", "--seed", "4")) == 0
+    assert "wrote 60 synthetic rows x 7 columns (copula)" in capsys.readouterr().out
+    real = pd.read_csv(clinical / "train.csv", dtype=str)
+    synth = pd.read_csv(out, dtype=str)
+    assert list(synth.columns) == [c for c in real.columns if c != "patient_id"]
+    assert synth["age"].astype(int).between(5, 10).all() and (synth["sex"] == "F").all()
+    doc = json.loads(rep.read_text())
+    assert doc["format"] == "secured_bio.synthetic_table_report" and doc["method"] == "copula"
+    assert doc["conditions"] == ["age=5..10", "sex=F"] and doc["n_rows_output"] == 60
+    assert doc["privacy"] is None and doc["seed"] == 4
+    if importlib.util.find_spec("secured_bio.privacy.synthetic.evaluate") is not None:
+        assert doc["evaluation"]["format"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.csv", "s.json"]
+
+
+def test_table__mst_reports_epsilon(clinical: Path, tmp_path: Path,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    out, rep = tmp_path / "s.csv", tmp_path / "s.json"
+    assert main(_table(clinical, out, "--method", "mst", "--epsilon", "0.5", "--report",
+                       str(rep), "--no-evaluate")) == 0
+    assert "(epsilon=0.5, delta=1e-06)-DP" in capsys.readouterr().out
+    doc = json.loads(rep.read_text())
+    assert doc["privacy"]["epsilon"] == 0.5 and doc["differentially_private"]
+    assert doc["evaluation"] is None
+
+
+def test_table__public_domain_file(clinical: Path, tmp_path: Path) -> None:
+    dom = tmp_path / "domain.json"
+    dom.write_text(json.dumps({"sex": ["F", "M", "X"], "age": [0, 120]}))
+    out, rep = tmp_path / "s.csv", tmp_path / "s.json"
+    assert main(_table(clinical, out, "--method", "mst", "--epsilon", "1", "--public-domain",
+                       str(dom), "--report", str(rep), "--no-evaluate")) == 0
+    assert json.loads(rep.read_text())["privacy"]["domain"] == "partly public"
+
+
+def test_table__same_seed_same_file(clinical: Path, tmp_path: Path) -> None:
+    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
+    assert main(_table(clinical, a, "--seed", "9")) == 0
+    assert main(_table(clinical, b, "--seed", "9")) == 0
+    assert a.read_bytes() == b.read_bytes()
+
+
+@pytest.mark.parametrize(("extra", "code", "pattern"), [
+    ((), 1, "free text or an identifier"),
+    (("--drop", "patient_id", "--condition", "agee=3"), 2, "did you mean 'age'"),
+    (("--drop", "patient_id", "--condition", "sex=Q"), 2, "not in the column's domain"),
+    (("--drop", "patient_id", "--condition", "age=200..300"), 2, "outside the column's domain"),
+    (("--drop", "patient_id", "--condition", "age=9..3"), 2, "condition range is empty"),
+    (("--drop", "patient_id", "--method", "mst", "--epsilon", "0"), 2, "epsilon must be"),
+    (("--drop", "patient_id", "--method", "mst", "--epsilon", "-2"), 2, "epsilon must be"),
+    (("--drop", "patient_id", "--epsilon", "1"), 2, "apply only to a differentially"),
+    (("--drop", "patient_id", "--target", "sex"), 2, "only feed the report"),
+])
+def test_table__bad_input_fails_and_writes_nothing(clinical: Path, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str],
+                                                   extra: tuple[str, ...], code: int,
+                                                   pattern: str) -> None:
+    out_dir = tmp_path / "out"
+    args = ["synth", "table", "--in", str(clinical / "train.csv"), "--n", "10", "--out",
+            str(out_dir / "s.csv"), "--report", str(out_dir / "s.json"), *extra]
+    if "--target" in extra:
+        args.remove("--report")
+        args.remove(str(out_dir / "s.json"))
+    assert main(args) == code
+    err = capsys.readouterr().err
+    assert pattern in " ".join(err.split())
+    assert "site1_0" not in err  # no identifiers echoed
+    assert not out_dir.exists() or not any(out_dir.iterdir())
+
+
+def test_table__empty_table_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = tmp_path / "empty.csv"
+    src.write_text("age,sex\n")
+    assert main(["synth", "table", "--in", str(src), "--n", "5", "--out",
+                 str(tmp_path / "s.csv")]) == 1
+    assert "no data rows" in capsys.readouterr().err
+    assert not (tmp_path / "s.csv").exists()
+
+
+def test_table__missing_input_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["synth", "table", "--in", str(tmp_path / "absent.csv"), "--n", "5", "--out",
+                 str(tmp_path / "s.csv")]) == 1
+    assert "input table not found" in capsys.readouterr().err
+
+
+def test_synth__listed_by_the_installed_command(cli_env: dict[str, str]) -> None:
+    r = run_cli("synth", "table", "--help", env=cli_env)
+    assert r.returncode == 0, r.stderr
+    assert "--condition" in r.stdout and "--epsilon" in r.stdout

@@ -5,6 +5,10 @@ Submodules are imported on use (no heavy imports here):
 - :mod:`secured_bio.telemetry.units`: canonical UCUM units and conversions.
 - :mod:`secured_bio.telemetry.ingest`: FHIR R4 / CSV vital signs to the canonical long table.
 - :mod:`secured_bio.telemetry.pews`: the Bedside Paediatric Early Warning System score.
+- :mod:`secured_bio.telemetry.features`: sliding-window features and deterioration labels.
+- :mod:`secured_bio.telemetry.model`: gradient boosting / torch models, evaluation, plots.
+- :mod:`secured_bio.telemetry.stream`: incremental real-time scoring of observation streams.
+- :mod:`secured_bio.telemetry.federated`: the telemonitoring task of the federation layer.
 """
 
-__all__ = ["units", "ingest", "pews"]
+__all__ = ["features", "federated", "ingest", "model", "pews", "stream", "units"]

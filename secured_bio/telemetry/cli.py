@@ -87,3 +87,13 @@ def pews(src: Path, ages: Path, out: Path, window: str) -> None:
     n_pat = scores["patient_id"].nunique()
     click.echo(f"{src.name}: Bedside PEWS (partial: {scores['n_items'].max() if len(scores) else 0}"
                f" of 7 items at most) at {len(scores)} times of {n_pat} patients -> {out}")
+
+
+def _attach_model_commands() -> None:
+    from secured_bio.telemetry.model_cli import score, train
+
+    telemetry.add_command(train)
+    telemetry.add_command(score)
+
+
+_attach_model_commands()

@@ -111,7 +111,7 @@ def test_summarize__no_results_is_clear(tmp_path, capsys):
 TINY = {
     "genomic_access": {"samples_per_site": 20, "n_variants": 60, "n_causal": 2},
     "tumor_classification": {"subjects_per_site": 6, "n_timepoints": 20},
-    "telemonitoring": {"patients_per_site": 2, "hours": 6},
+    "telemonitoring": {"patients_per_site": 8, "hours": 48},
     "synthetic_education": {"n_rows": 60},
 }
 # Pilot options that keep the end-to-end runs small (the in-process Flower engine runs the
@@ -119,6 +119,8 @@ TINY = {
 EXTRA = {
     "tumor_classification": {"engine": "inprocess", "rounds": 1, "local_epochs": 2,
                              "encrypted_inference": 1},
+    "telemonitoring": {"engine": "inprocess", "rounds": 1, "local_epochs": 1,
+                       "dp_epsilon": 5.0, "stream_observations": 500},
 }
 
 
@@ -162,6 +164,14 @@ def test_pilots_run__builtin_pilot_end_to_end(pilot, tmp_path, capsys):
         enc = metrics["encrypted_inference"]
         assert enc["n_scans"] == 1 and enc["max_abs_diff_probability"] < 1e-2
         assert (out / "sites" / "site2" / "connectivity_features.tsv").is_file()
+    if pilot == "telemonitoring":  # FHIR ingest, PEWS vs model, federated + DP audit, stream
+        assert metrics["ingest"]["site1"]["kept"] > 0
+        for key in ("pews", "model", "federated", "nodp"):
+            assert 0.0 <= metrics[key].get("auroc", metrics[key].get("mia_auc")) <= 1.0
+        assert metrics["dp"]["mode"] == "local-dpsgd" and metrics["dp"]["epsilon"] <= 5.0
+        assert 0.0 <= metrics["dp"]["mia_auc"] <= 1.0
+        assert metrics["stream"]["observations"] == 500 and metrics["stream"]["obs_per_s"] > 0
+        assert (out / "report" / "timelines.png").is_file()
 
 
 def test_demo__replaces_own_cohort_whole_and_refuses_foreign_folder(tmp_path, capsys):

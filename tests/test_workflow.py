@@ -15,11 +15,11 @@ pytestmark = pytest.mark.snakemake
 TINY_CONFIG = {
     "sites": 2,
     "seed": 1,
-    "fl_engine": "inprocess",
+    "fl_engine": {"tumor_classification": "inprocess", "telemonitoring": "inprocess"},
     "demo": {
         "genomic_access": {"samples_per_site": 20, "n_variants": 60, "n_causal": 2},
         "tumor_classification": {"subjects_per_site": 6, "n_timepoints": 20},
-        "telemonitoring": {"patients_per_site": 2, "hours": 6},
+        "telemonitoring": {"patients_per_site": 8, "hours": 48},
         "synthetic_education": {"n_rows": 60},
     },
 }

@@ -89,6 +89,7 @@ def federated_run(
         tls=bool(opts["tls"]), node_auth=bool(opts["node_auth"]),
     )
     metrics["plan"] = {"task": plan["task"], "task_params": plan["task_params"],
+                       "site_data_dirs": plan.get("site_data_dirs"),
                        "sites": sites, "options": opts}
     return metrics
 

@@ -188,7 +188,7 @@ def simulate_vitals(
     out_dir: str | os.PathLike[str],
     *,
     n_sites: int = 3,
-    patients_per_site: int = 10,
+    patients_per_site: int = 20,
     hours: int = 48,
     interval_minutes: int = 60,
     deterioration_fraction: float = 0.3,

@@ -24,7 +24,7 @@ SMALL = dict(n_sites=2, patients_per_site=3, hours=6, interval_minutes=30)
 
 @pytest.fixture(scope="module")
 def cohort(tmp_path_factory: pytest.TempPathFactory) -> VitalsCohort:
-    return simulate_vitals(tmp_path_factory.mktemp("vitals"))
+    return simulate_vitals(tmp_path_factory.mktemp("vitals"), patients_per_site=10)
 
 
 def _rows(path: Path) -> list[dict[str, str]]:

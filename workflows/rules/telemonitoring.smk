@@ -1,6 +1,7 @@
-# Pilot telemonitoring: demo cohort (vital signs as FHIR R4 bundles and long CSV per site) for config["sites"] sites,
-# then the pilot run on it (metrics.json). Status: demo data only; the analysis rules of its
-# issue are added here as they land.
+# Pilot telemonitoring: demo cohort (vital signs as FHIR R4 bundles and long CSV per site) for
+# config["sites"] hospitals, then the pilot run: FHIR ingest per hospital, PEWS vs the learned
+# model on later-admitted patients, federated training without and with DP-SGD and their
+# membership-inference audit, and stream scoring (metrics.json and plots).
 
 
 rule telemonitoring_demo:
@@ -25,6 +26,13 @@ rule telemonitoring_run:
     output:
         metrics="results/telemonitoring/run/metrics.json",
         validation="results/telemonitoring/run/validation.json",
+        roc=report("results/telemonitoring/run/report/roc_pr.png", category="Telemonitoring"),
+        calibration=report(
+            "results/telemonitoring/run/report/calibration.png", category="Telemonitoring"
+        ),
+        timelines=report(
+            "results/telemonitoring/run/report/timelines.png", category="Telemonitoring"
+        ),
     log:
         "logs/telemonitoring/run.log",
     conda:
@@ -32,6 +40,7 @@ rule telemonitoring_run:
     params:
         out=subpath(output.metrics, parent=True),
         sites=config["sites"],
+        engine=config["fl_engine"]["telemonitoring"],
     shell:
         "secured-bio -v pilots run telemonitoring --data {input} --sites {params.sites} "
-        "--out {params.out} 2> {log}"
+        "--set engine={params.engine} --out {params.out} 2> {log}"

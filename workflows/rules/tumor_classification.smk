@@ -64,8 +64,10 @@ rule tumor_classification_run:
         out=subpath(output.metrics, parent=True),
         features=lambda wildcards, input: os.path.dirname(os.path.dirname(input.features[0])),
         sites=config["sites"],
-        engine=config["fl_engine"],
-        tls=str(config["fl_tls"] and config["fl_engine"] == "deployment").lower(),
+        engine=config["fl_engine"]["tumor_classification"],
+        tls=str(
+            config["fl_tls"] and config["fl_engine"]["tumor_classification"] == "deployment"
+        ).lower(),
     shell:
         "secured-bio -v pilots run tumor_classification --data {input.demo} "
         "--sites {params.sites} --set features={params.features} "

@@ -8,7 +8,6 @@ import pytest
 
 from secured_bio.errors import InputFileNotFoundError, SchemaError
 from secured_bio.telemetry.features import (
-    VITAL_UNITS,
     feature_names,
     label_rows,
     read_events,
@@ -21,7 +20,6 @@ from secured_bio.telemetry.features import (
     window_features,
 )
 from secured_bio.testing import simulate_vitals
-from secured_bio.testing import vital_norms as simulator_norms
 
 H = 3_600_000_000  # microseconds per hour
 
@@ -44,14 +42,6 @@ def tiny():
 
 def _at(f, hours):
     return f[f["time_us"] == round(hours * H)].iloc[0]
-
-
-def test_vital_norms__equal_the_simulator_norms():
-    for age in (0.0, 0.1, 0.7, 2.0, 5.5, 11.0, 17.9, 25.0):
-        ours, sim = vital_norms(age), simulator_norms(age)
-        assert ours.keys() == sim.keys() == VITAL_UNITS.keys()
-        for v in ours:
-            assert ours[v] == pytest.approx(sim[v], rel=1e-12)
 
 
 def test_window_features__one_row_per_observation_time(tiny):

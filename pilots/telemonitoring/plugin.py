@@ -206,7 +206,7 @@ def secured_bio_register_pilot() -> PilotSpec:
             "federated DP model, membership audit, stream scoring."
         ),
         run=run,
-        status="preview",
+        status="ready",
         config_schema=HERE / "config.schema.yaml",
         rules_file=HERE.parents[1] / "workflows" / "rules" / f"{NAME}.smk",
         data_specs=("vitals", "fhir"),

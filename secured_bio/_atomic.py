@@ -34,7 +34,9 @@ def _tmp_name(path: Path) -> Path:
 def check_replaceable_dir(path: str | os.PathLike[str], *, marker: str) -> None:
     """Refuse to replace a folder that holds files secured_bio did not write.
 
-    ``path`` may be missing, empty, or an earlier output of ours (it holds ``marker``).
+    ``path`` may be missing, empty (or holding only empty folders, as workflow engines such
+    as Snakemake create for expected outputs), or an earlier output of ours (it holds
+    ``marker``).
 
     Raises
     ------
@@ -48,7 +50,8 @@ def check_replaceable_dir(path: str | os.PathLike[str], *, marker: str) -> None:
         raise ConfigError(
             "output path exists and is not a folder", where=str(out), fix="choose another --out"
         )
-    if out.is_dir() and any(out.iterdir()) and not (out / marker).is_file():
+    holds_files = out.is_dir() and any(not p.is_dir() for p in out.rglob("*"))
+    if holds_files and not (out / marker).is_file():
         raise ConfigError(
             "output folder is not empty and is not an earlier secured_bio output",
             where=str(out),

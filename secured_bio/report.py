@@ -88,7 +88,8 @@ def summarize_results(results: str | Path) -> str:
     InputFileNotFoundError
         If ``results`` does not exist or holds no metrics.json.
     FormatError
-        If a metrics.json is not a pilot metrics document.
+        If a metrics.json is not a pilot metrics document (other secured_bio documents with
+        a ``format`` of their own, such as a model report, are skipped).
     """
     root = Path(results)
     files = sorted(root.glob("**/metrics.json")) if root.is_dir() else []
@@ -103,6 +104,9 @@ def summarize_results(results: str | Path) -> str:
     for f in files:
         try:
             doc = json.loads(f.read_text(encoding="utf-8"))
+            if (isinstance(doc, dict) and str(doc.get("format", "")).startswith("secured_bio.")
+                    and doc["format"] != "secured_bio.pilot_metrics"):
+                continue  # another secured_bio document (e.g. a model report) in a run folder
             pilot, status = doc["pilot"], doc["status"]
         except (json.JSONDecodeError, KeyError, TypeError) as e:
             raise FormatError(

@@ -48,3 +48,15 @@ def test_atomic_dir__replaces_only_on_success(tmp_path):
         (tmp / "c.txt").write_text("3")
     assert sorted(p.name for p in out.iterdir()) == ["c.txt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+def test_check_replaceable_dir__empty_subfolders_count_as_empty(tmp_path):
+    from secured_bio._atomic import check_replaceable_dir
+    from secured_bio.errors import ConfigError
+
+    out = tmp_path / "run"
+    (out / "report" / "deeper").mkdir(parents=True)  # what Snakemake makes for outputs
+    check_replaceable_dir(out, marker="metrics.json")
+    (out / "report" / "notes.txt").write_text("keep")
+    with pytest.raises(ConfigError, match="not an earlier secured_bio output"):
+        check_replaceable_dir(out, marker="metrics.json")

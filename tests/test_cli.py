@@ -268,3 +268,19 @@ def test_summarize__per_site_counts_become_a_table(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "| site2 | 4 | 9 |" in out and "- protocol.rounds: 2" in out
     assert "protocol.reveal_set: (see the JSON file)" in out
+
+
+def test_summarize__skips_other_secured_bio_documents(tmp_path, capsys):
+    run = tmp_path / "results" / "p" / "run"
+    (run / "report").mkdir(parents=True)
+    (run / "metrics.json").write_text(json.dumps(
+        {"format": "secured_bio.pilot_metrics", "pilot": "p", "status": "preview"}))
+    (run / "report" / "metrics.json").write_text(json.dumps(
+        {"format": "secured_bio.telemetry_metrics", "auroc": 0.9}))
+    out = tmp_path / "summary.md"
+    assert main(["summarize", str(tmp_path / "results"), "--out", str(out)]) == 0
+    text = out.read_text()
+    assert text.count("## ") == 1 and "## p (preview)" in text
+    (run / "report" / "metrics.json").write_text("{}")  # not ours: still an error
+    assert main(["summarize", str(tmp_path / "results"), "--out", str(out)]) == 1
+    assert "not a pilot metrics file" in capsys.readouterr().err

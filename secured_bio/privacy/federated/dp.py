@@ -135,7 +135,6 @@ def dp_report(*, epsilon_target: float, delta: float, rounds: int, clip: float,
         "rounds": int(rounds),
         "sample_rate": 1.0,
         "accountant": ACCOUNTANT,
-        "level": "site",
         "mechanism": ("central DP-FedAvg (McMahan et al. 2018): site-side L2 clipping of each "
                       "update to 'clip', equal-weight average, server-side Gaussian noise of std "
                       "noise_multiplier*clip/num_sites; all sites every round"),

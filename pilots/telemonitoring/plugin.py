@@ -181,16 +181,15 @@ def run(out_dir: Path, config: Mapping[str, Any]) -> dict[str, Any]:
     _, test_mask = time_split(f, test_fraction=float(config["test_fraction"]))
     metrics["pews"] = _pews_auroc(site_dirs, f[test_mask], horizon=horizon, delay=delay)
 
-    fl_dir = out_dir / "federated"
-    fl_dir.mkdir()
-    fed = federated_run(get_pilot(NAME), data, fl_dir, {**config, "dp_epsilon": None})
+    # The federated setup finds the sites ingested above (out_dir / "sites") and reuses them.
+    fed = federated_run(get_pilot(NAME), data, out_dir, {**config, "dp_epsilon": None})
     metrics["federated"] = {**fed["federated"], "centralized_auroc": fed["centralized"]["auroc"],
                             "gap": fed["gap"]["auroc"]}
     metrics["federated_run"] = {k: fed[k] for k in ("centralized", "per_site", "fairness",
                                                     "rounds", "engine", "timing", "plan")}
     if config.get("dp_epsilon"):
         metrics.update(_dp_audit(out_dir, fed["plan"], config,
-                                 fl_dir / "federated_model.npz"))
+                                 out_dir / "federated_model.npz"))
     metrics["stream"] = _stream(site_dirs[0], run_.model_dir,
                                 max_obs=int(config["stream_observations"]))
     return metrics

@@ -32,6 +32,7 @@ LAZY_GROUPS = {
     "assess": "secured_bio.privacy.assess.cli:assess",
     "telemetry": "secured_bio.telemetry.cli:telemetry",
     "synth": "secured_bio.privacy.synthetic.cli:synth",
+    "education": "secured_bio.education.cli:education",
 }
 
 
@@ -294,7 +295,7 @@ def demo(pilot: str, out_dir: Path, sites: int, seed: int, params: tuple[str, ..
     genomic_access        bgzipped + tabix-indexed VCF per site, pheno.tsv, covar.tsv
     tumor_classification  4D NIfTI series per subject, label atlas, participants.tsv
     telemonitoring        vitals long CSV and FHIR R4 bundle per site
-    synthetic_education   clinical table with quasi-identifiers and a sensitive column
+    synthetic_education   paediatric oncology case table, vitals per site, imaging cohort
     """
     from secured_bio.testing import write_demo_cohort
 

@@ -121,6 +121,7 @@ EXTRA = {
                              "encrypted_inference": 1},
     "telemonitoring": {"engine": "inprocess", "rounds": 1, "local_epochs": 1,
                        "dp_epsilon": 5.0, "stream_observations": 500},
+    "synthetic_education": {"image_epochs": 2},
 }
 
 
@@ -172,6 +173,14 @@ def test_pilots_run__builtin_pilot_end_to_end(pilot, tmp_path, capsys):
         assert 0.0 <= metrics["dp"]["mia_auc"] <= 1.0
         assert metrics["stream"]["observations"] == 500 and metrics["stream"]["obs_per_s"] > 0
         assert (out / "report" / "timelines.png").is_file()
+    if pilot == "synthetic_education":  # teaching cases with vitals chart and image
+        assert metrics["cases"]["n"] == 7 and metrics["cases"]["conditions_met_share"] == 1.0
+        assert metrics["table"]["exact_copies_share"] <= 0.01
+        assert metrics["vitals"]["n_deteriorating"] >= 3  # the septic cases
+        assert metrics["images"]["nearest_real_distance_min"] > 0
+        case = out / "cases" / "cases" / "case-0001"
+        assert {p.name for p in case.iterdir()} == {"case.json", "case.md", "case.html",
+                                                    "vitals.png", "image.png"}
 
 
 def test_demo__replaces_own_cohort_whole_and_refuses_foreign_folder(tmp_path, capsys):
@@ -236,7 +245,7 @@ def test_validate__json_report(tmp_path, capsys):
                  "--param", "n_rows=30"]) == 0
     capsys.readouterr()
     csv = tmp_path / "d" / "site1" / "clinical.csv"
-    assert main(["validate", "clinical", str(csv), "--qi", "age,sex,postcode",
+    assert main(["validate", "clinical", str(csv), "--qi", "age,sex,diagnosis_date",
                  "--sensitive", "diagnosis", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["kind"] == "clinical" and report["ok"] is True

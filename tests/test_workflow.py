@@ -20,8 +20,9 @@ TINY_CONFIG = {
         "genomic_access": {"samples_per_site": 20, "n_variants": 60, "n_causal": 2},
         "tumor_classification": {"subjects_per_site": 6, "n_timepoints": 20},
         "telemonitoring": {"patients_per_site": 8, "hours": 48},
-        "synthetic_education": {"n_rows": 60},
+        "synthetic_education": {"n_rows": 60, "patients_per_site": 10},
     },
+    "education": {"image_epochs": 2},
 }
 
 
@@ -51,6 +52,9 @@ def test_dry_run__plans_every_pilot(workdir, cli_env):
         if pilot == "genomic_access":  # its steps are rules, one job per site where local
             for rule, jobs in (("ingest", 2), ("qc", 2), ("gwas", 1), ("metrics", 1)):
                 assert re.search(rf"genomic_access_{rule}\s+{jobs}\n", res.stdout), rule
+        elif pilot == "synthetic_education":
+            for rule in ("spec", "cases", "metrics"):
+                assert re.search(rf"synthetic_education_{rule}\s+1\n", res.stdout), rule
         else:
             assert f"{pilot}_run" in res.stdout
     assert "summary" in res.stdout
@@ -72,7 +76,7 @@ def test_real_run__tiny_demo_all_pilots_and_report(workdir, cli_env):
     for pilot in TINY_CONFIG["demo"]:
         assert f"## {pilot}" in summary
         assert (workdir / "logs" / pilot / "demo.log").is_file()
-        if pilot == "genomic_access":
+        if pilot in ("genomic_access", "synthetic_education"):
             continue
         metrics = json.loads((workdir / "results" / pilot / "run" / "metrics.json").read_text())
         assert metrics["validation"]["all_ok"] is True
@@ -85,6 +89,11 @@ def test_real_run__tiny_demo_all_pilots_and_report(workdir, cli_env):
         assert (ga / "stores" / f"{site}.zarr" / "zarr.json").is_file()
         assert (ga / "qc" / f"{site}.hardy").is_file()
         assert (workdir / "logs" / "genomic_access" / f"ingest_{site}.log").is_file()
+    se = workdir / "results" / "synthetic_education"
+    metrics = json.loads((se / "metrics.json").read_text())
+    assert metrics["cases"]["n"] > 0 and metrics["cases"]["conditions_met_share"] == 1.0
+    assert (se / "cases" / "index.html").is_file()
+    assert metrics["table"]["membership_inference_auc"] is not None
     rep = snakemake("--report", "report.html", cwd=workdir, env=cli_env)
     assert rep.returncode == 0, rep.stderr[-2000:]
     assert (workdir / "report.html").stat().st_size > 10_000

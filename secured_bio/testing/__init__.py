@@ -12,7 +12,9 @@ the truth of the planted signal that tests can check for:
 - :func:`simulate_vitals`: paediatric vital signs as a long CSV and FHIR R4 Observations,
   with planted deteriorations (``telemonitoring``).
 - :func:`simulate_clinical`: admissions table with quasi-identifiers and a sensitive
-  diagnosis (``synthetic_education``; :func:`simulate_clinical_sites` writes one per site).
+  diagnosis (anonymization demos; :func:`simulate_clinical_sites` writes one per site).
+- :func:`simulate_oncology`: paediatric oncology case table; :func:`simulate_education`
+  writes it per site with vital signs and images (``synthetic_education``).
 - :func:`simulate_cohort`: dispatch on a pilot name (used by the CLI).
 
 Heavy dependencies (msprime, pysam, nibabel, scipy) are imported only when a simulator runs.
@@ -27,9 +29,11 @@ from secured_bio.testing._cohort import (
     simulate_cohort,
     write_demo_cohort,
 )
+from secured_bio.testing._education import EducationCohort, simulate_education
 from secured_bio.testing._federated import LinearToyTask
 from secured_bio.testing._genotypes import GenotypeCohort, simulate_genotypes
 from secured_bio.testing._imaging import MODALITIES, ROI_PAIR, ImagingCohort, simulate_imaging
+from secured_bio.testing._oncology import ONCOLOGY_DIAGNOSES, OncologyTable, simulate_oncology
 from secured_bio.testing._phantom import HeadPhantom, simulate_head_phantom
 from secured_bio.testing._vitals import VITALS, VitalsCohort, simulate_vitals, vital_norms
 
@@ -39,6 +43,8 @@ __all__ = [
     "simulate_vitals",
     "simulate_clinical",
     "simulate_clinical_sites",
+    "simulate_oncology",
+    "simulate_education",
     "simulate_cohort",
     "write_demo_cohort",
     "vital_norms",
@@ -47,6 +53,9 @@ __all__ = [
     "VitalsCohort",
     "ClinicalTable",
     "ClinicalCohort",
+    "OncologyTable",
+    "EducationCohort",
+    "ONCOLOGY_DIAGNOSES",
     "PILOT_SIMULATORS",
     "COHORT_MANIFEST",
     "MODALITIES",

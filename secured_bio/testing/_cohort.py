@@ -12,6 +12,7 @@ from typing import Any
 from secured_bio.errors import ConfigError, did_you_mean
 from secured_bio.testing._clinical import ClinicalTable, simulate_clinical
 from secured_bio.testing._common import as_dir, check_int, check_seed, child_seed, site_names
+from secured_bio.testing._education import EducationCohort, simulate_education
 from secured_bio.testing._genotypes import GenotypeCohort, simulate_genotypes
 from secured_bio.testing._imaging import ImagingCohort, simulate_imaging
 from secured_bio.testing._vitals import VitalsCohort, simulate_vitals
@@ -100,7 +101,7 @@ PILOT_SIMULATORS: dict[str, Callable[..., Any]] = {
     "genomic_access": simulate_genotypes,
     "tumor_classification": simulate_imaging,
     "telemonitoring": simulate_vitals,
-    "synthetic_education": simulate_clinical_sites,
+    "synthetic_education": simulate_education,
 }
 """The simulator behind each built-in pilot's demo data."""
 
@@ -112,12 +113,12 @@ def simulate_cohort(
     n_sites: int = 3,
     seed: int = 0,
     **params: Any,
-) -> GenotypeCohort | ImagingCohort | VitalsCohort | ClinicalCohort:
+) -> GenotypeCohort | ImagingCohort | VitalsCohort | EducationCohort:
     """Write the demo cohort of a built-in pilot.
 
     ``genomic_access`` -> :func:`simulate_genotypes`; ``tumor_classification`` ->
     :func:`simulate_imaging` (fMRI unless ``modality='fus'``); ``telemonitoring`` ->
-    :func:`simulate_vitals`; ``synthetic_education`` -> :func:`simulate_clinical_sites`.
+    :func:`simulate_vitals`; ``synthetic_education`` -> :func:`simulate_education`.
 
     Parameters
     ----------
@@ -134,7 +135,7 @@ def simulate_cohort(
 
     Returns
     -------
-    GenotypeCohort or ImagingCohort or VitalsCohort or ClinicalCohort
+    GenotypeCohort or ImagingCohort or VitalsCohort or EducationCohort
         What the simulator wrote.
 
     Raises
@@ -172,7 +173,7 @@ def simulate_cohort(
                 got=repr(name),
                 fix=did_you_mean(name, allowed) or f"see help({func.__name__})",
             )
-    result: GenotypeCohort | ImagingCohort | VitalsCohort | ClinicalCohort = func(
+    result: GenotypeCohort | ImagingCohort | VitalsCohort | EducationCohort = func(
         out_dir, n_sites=n_sites, seed=seed, **params
     )
     return result

@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import math
 import os
-import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 
 from secured_bio._atomic import atomic_paths
 from secured_bio.errors import ConfigError
+from secured_bio.telemetry.fhir import _BP_PANEL, VITALS, FhirBundleWriter
 from secured_bio.telemetry.norms import vital_norms
 from secured_bio.testing._common import (
     as_dir,
@@ -37,44 +36,15 @@ FORMAT_VERSION = 1
 _WHERE = "simulate_vitals"
 
 
-@dataclass(frozen=True)
-class _Vital:
-    unit: str  # UCUM code (also used as the display unit)
-    loinc: str
-    display: str
-    decimals: int
-
-
-# Canonical UCUM units and LOINC codes of the FHIR R4 vital-signs profiles
-# (http://hl7.org/fhir/R4/observation-vitalsigns.html).  Blood pressure is one panel
-# Observation (85354-9) with systolic (8480-6) and diastolic (8462-4) components.
-VITALS: dict[str, _Vital] = {
-    "heart_rate": _Vital("/min", "8867-4", "Heart rate", 0),
-    "respiratory_rate": _Vital("/min", "9279-1", "Respiratory rate", 0),
-    "spo2": _Vital("%", "59408-5", "Oxygen saturation in Arterial blood by Pulse oximetry", 0),
-    "temperature": _Vital("Cel", "8310-5", "Body temperature", 1),
-    "systolic_bp": _Vital("mm[Hg]", "8480-6", "Systolic blood pressure", 0),
-    "diastolic_bp": _Vital("mm[Hg]", "8462-4", "Diastolic blood pressure", 0),
-}
-_BP_PANEL = ("85354-9", "Blood pressure panel with all children optional")
-_UCUM = "http://unitsofmeasure.org"
-_LOINC = "http://loinc.org"
-_CATEGORY = {
-    "coding": [{
-        "system": "http://terminology.hl7.org/CodeSystem/observation-category",
-        "code": "vital-signs",
-        "display": "Vital Signs",
-    }]
-}
-_SHORT = {"heart_rate": "hr", "respiratory_rate": "rr", "spo2": "spo2", "temperature": "temp"}
-_UUID_NS = uuid.UUID("6f1c1d2e-8f0a-5b4c-9d3e-2a1b0c9d8e7f")  # fixed: reproducible fullUrls
-
 # Planted deterioration (e.g. evolving sepsis or respiratory failure): a sigmoid ramp over
 # ~6 h after onset; shifts in SD units for HR/RR/BP and absolute units for SpO2/temperature.
 _DETERIORATION = {
     "heart_rate": 3.0, "respiratory_rate": 3.0, "systolic_bp": -1.0, "diastolic_bp": -0.5,
     "spo2": -6.0, "temperature": 1.3,
 }
+# The bundle writer lives in secured_bio.telemetry.fhir (shared with the synthetic-vitals
+# writer); the old private name stays for callers and tests that patch it.
+_FhirWriter = FhirBundleWriter
 _TZ = timezone(timedelta(hours=1))
 _START = datetime(2026, 1, 5, 8, 0, tzinfo=_TZ)
 
@@ -234,7 +204,8 @@ def simulate_vitals(
             w_csv.writerow(["patient_id", "time", "vital", "value", "unit"])
             w_pat.writerow(["patient_id", "age_years", "sex"])
             w_evt.writerow(["patient_id", "deterioration", "onset_time"])
-            fhir = _FhirWriter(f_fhir, bundle_id=f"{site}-vitals")
+            fhir = _FhirWriter(f_fhir, bundle_id=f"{site}-vitals",
+                               tag=f"{FORMAT_NAME}/{FORMAT_VERSION}")
             for j in range(patients_per_site):
                 pid = f"{site}-{j + 1:0{width}d}"
                 pat = _simulate_patient(child_rng(seed, 31, i, j), bool(det[j]), n_times,
@@ -348,73 +319,3 @@ def _simulate_patient(
             values["diastolic_bp"][miss] = np.nan
     onset = start + timedelta(hours=onset_h) if onset_h is not None else None
     return {"age": age, "sex": sex, "times": times, "values": values, "onset": onset}
-
-
-class _FhirWriter:
-    """Stream a FHIR R4 collection Bundle of Observations, one entry at a time."""
-
-    def __init__(self, fh: IO[str], *, bundle_id: str) -> None:
-        self._fh = fh
-        self._first = True
-        head = {
-            "resourceType": "Bundle",
-            "id": bundle_id,
-            "meta": {"tag": [{"system": "urn:secured_bio:format",
-                              "code": f"{FORMAT_NAME}/{FORMAT_VERSION}",
-                              "display": "synthetic demo data"}]},
-            "type": "collection",
-        }
-        fh.write(json.dumps(head, indent=1)[:-2] + ',\n "entry": [\n')
-
-    def _entry(self, resource: dict[str, Any]) -> None:
-        full = f"urn:uuid:{uuid.uuid5(_UUID_NS, resource['id'])}"
-        sep = "" if self._first else ",\n"
-        self._first = False
-        self._fh.write(sep + "  " + json.dumps({"fullUrl": full, "resource": resource}))
-
-    def add_round(self, pid: str, k: int, iso: str, vals: dict[str, float]) -> None:
-        for vital in ("heart_rate", "respiratory_rate", "spo2", "temperature"):
-            v = vals[vital]
-            if math.isnan(v):
-                continue
-            spec = VITALS[vital]
-            coding = [{"system": _LOINC, "code": spec.loinc, "display": spec.display}]
-            if vital == "spo2":  # the FHIR oxygen-saturation profile also requires 2708-6
-                coding.append({"system": _LOINC, "code": "2708-6",
-                               "display": "Oxygen saturation in Arterial blood"})
-            obs = self._observation(f"{pid}-{_SHORT[vital]}-{k}", pid, iso, coding)
-            obs["valueQuantity"] = _quantity(v, spec)
-            self._entry(obs)
-        if not math.isnan(vals["systolic_bp"]):
-            obs = self._observation(
-                f"{pid}-bp-{k}", pid, iso,
-                [{"system": _LOINC, "code": _BP_PANEL[0], "display": _BP_PANEL[1]}],
-            )
-            obs["component"] = [
-                {"code": {"coding": [{"system": _LOINC, "code": VITALS[c].loinc,
-                                      "display": VITALS[c].display}]},
-                 "valueQuantity": _quantity(vals[c], VITALS[c])}
-                for c in ("systolic_bp", "diastolic_bp")
-            ]
-            self._entry(obs)
-
-    @staticmethod
-    def _observation(oid: str, pid: str, iso: str, coding: list[dict[str, str]]
-                     ) -> dict[str, Any]:
-        return {
-            "resourceType": "Observation",
-            "id": oid,
-            "status": "final",
-            "category": [_CATEGORY],
-            "code": {"coding": coding, "text": coding[0]["display"]},
-            "subject": {"reference": f"Patient/{pid}"},
-            "effectiveDateTime": iso,
-        }
-
-    def close(self) -> None:
-        self._fh.write("\n ]\n}\n")
-
-
-def _quantity(v: float, spec: _Vital) -> dict[str, Any]:
-    value: float | int = round(float(v), spec.decimals) if spec.decimals else int(round(v))
-    return {"value": value, "unit": spec.unit, "system": _UCUM, "code": spec.unit}

@@ -12,7 +12,7 @@ import pytest
 import secured_bio.testing as sbt
 from secured_bio.errors import ConfigError
 from secured_bio.testing import (
-    ClinicalCohort,
+    EducationCohort,
     GenotypeCohort,
     ImagingCohort,
     VitalsCohort,
@@ -29,7 +29,8 @@ from secured_bio.testing import (
         ("tumor_classification", {"subjects_per_site": 2, "n_timepoints": 12,
                                   "shape": (8, 8, 4), "n_rois": 3}, ImagingCohort),
         ("telemonitoring", {"patients_per_site": 2, "hours": 4}, VitalsCohort),
-        ("synthetic_education", {"n_rows": 20}, ClinicalCohort),
+        ("synthetic_education", {"n_rows": 20, "patients_per_site": 2, "hours": 4,
+                                 "imaging_subjects_per_site": 2}, EducationCohort),
     ],
 )
 def test_simulate_cohort__dispatches_each_pilot(

@@ -15,7 +15,7 @@ SITES = [f"site{i}" for i in range(1, config["sites"] + 1)]
 
 # Where each pilot's metrics.json lands: pilots whose steps are rules write it with
 # `secured-bio pilots collect` at their results root; the others with `pilots run`.
-COLLECTED = {"genomic_access"}
+COLLECTED = {"genomic_access", "synthetic_education"}
 
 
 def pilot_metrics(pilot):
@@ -29,3 +29,16 @@ def demo_params(pilot):
     """Simulator parameters of one pilot as repeated --param KEY=VALUE options."""
     params = config["demo"].get(pilot, {})
     return " ".join(f"--param {k}={v}" for k, v in sorted(params.items()))
+
+
+def education_overrides():
+    """Options of `secured-bio education cases` from config["education"]."""
+    opts = config["education"]
+    out = []
+    if opts.get("method"):
+        out.append(f"--method {opts['method']}")
+    if opts.get("epsilon") is not None:
+        out.append(f"--epsilon {opts['epsilon']}")
+    if opts.get("image_epochs"):
+        out.append(f"--image-epochs {opts['image_epochs']}")
+    return " ".join(out)

@@ -1,6 +1,7 @@
-# Pilot synthetic_education: demo cohort (clinical table with quasi-identifiers and a sensitive column) for config["sites"] sites,
-# then the pilot run on it (metrics.json). Status: demo data only; the analysis rules of its
-# issue are added here as they land.
+# Pilot synthetic_education: demo sources (paediatric oncology case table, vital signs per
+# site, imaging cohort), the case spec (config["education"]["spec"] or the example spec),
+# the teaching cases (`secured-bio education cases`: one JSON/Markdown/HTML page per case
+# with its privacy statement) and the pilot's metrics (`secured-bio pilots collect`).
 
 
 rule synthetic_education_demo:
@@ -19,19 +20,49 @@ rule synthetic_education_demo:
         "{params.extra} --out {output} 2> {log}"
 
 
-rule synthetic_education_run:
-    input:
-        "results/synthetic_education/demo",
+rule synthetic_education_spec:
     output:
-        metrics="results/synthetic_education/run/metrics.json",
-        validation="results/synthetic_education/run/validation.json",
+        "results/synthetic_education/spec.yaml",
     log:
-        "logs/synthetic_education/run.log",
+        "logs/synthetic_education/spec.log",
     conda:
         "../envs/secured_bio.yaml"
     params:
-        out=subpath(output.metrics, parent=True),
-        sites=config["sites"],
+        given=config["education"]["spec"] or "",
     shell:
-        "secured-bio -v pilots run synthetic_education --data {input} --sites {params.sites} "
-        "--out {params.out} 2> {log}"
+        "if [ -n '{params.given}' ]; then cp '{params.given}' {output}; "
+        "else secured-bio education example-spec > {output}; fi 2> {log}"
+
+
+rule synthetic_education_cases:
+    input:
+        demo="results/synthetic_education/demo",
+        spec="results/synthetic_education/spec.yaml",
+    output:
+        manifest="results/synthetic_education/cases/cases.json",
+        index=report("results/synthetic_education/cases/index.html", category="Education"),
+    log:
+        "logs/synthetic_education/cases.log",
+    conda:
+        "../envs/secured_bio.yaml"
+    params:
+        out=subpath(output.manifest, parent=True),
+        overrides=education_overrides(),
+    shell:
+        "secured-bio -v education cases --spec {input.spec} --sources {input.demo} "
+        "{params.overrides} --no-progress --out {params.out} 2> {log}"
+
+
+rule synthetic_education_metrics:
+    input:
+        "results/synthetic_education/cases/cases.json",
+    output:
+        "results/synthetic_education/metrics.json",
+    log:
+        "logs/synthetic_education/metrics.log",
+    conda:
+        "../envs/secured_bio.yaml"
+    params:
+        root=subpath(output[0], parent=True),
+    shell:
+        "secured-bio -v pilots collect synthetic_education --results {params.root} 2> {log}"

@@ -156,8 +156,10 @@ def table(input_path: Path, n_rows: int, out: Path, method: str, epsilon: float 
 
 def _attach_image_command() -> None:
     from secured_bio.privacy.synthetic.images_cli import images
+    from secured_bio.telemetry.synth_cli import vitals
 
     synth.add_command(images)
+    synth.add_command(vitals)
 
 
 _attach_image_command()

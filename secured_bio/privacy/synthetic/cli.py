@@ -90,6 +90,9 @@ def _evaluation(real: Any, out: Any, holdout: Path | None, target: str | None, s
 @click.option("--report", "report", type=click.Path(dir_okay=False, path_type=Path),
               default=None, help="JSON report: method, parameters, epsilon/delta, conditions, "
                                  "timings and (when available) the evaluation.")
+@click.option("--html", "html", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the evaluation as a self-contained HTML page (charts of "
+                   "distributions, correlations, utility, the membership attack's ROC).")
 @click.option("--holdout", type=click.Path(path_type=Path), default=None,
               help="Real rows NOT in --in, for utility and membership-inference figures.")
 @click.option("--target", default=None, help="Class column for the utility figures.")
@@ -98,7 +101,8 @@ def _evaluation(real: Any, out: Any, holdout: Path | None, target: str | None, s
 def table(input_path: Path, n_rows: int, out: Path, method: str, epsilon: float | None,
           delta: float | None, conditions: tuple[str, ...], seed: int, epochs: int | None,
           drop: tuple[str, ...], public_domain: Path | None, report: Path | None,
-          holdout: Path | None, target: str | None, no_evaluate: bool) -> None:
+          html: Path | None, holdout: Path | None, target: str | None, no_evaluate: bool
+          ) -> None:
     """Fit a generator on a real table and write N synthetic rows.
 
     The CSV and the JSON report are written together, only when everything succeeded.
@@ -111,6 +115,14 @@ def table(input_path: Path, n_rows: int, out: Path, method: str, epsilon: float 
     if report is not None and report.resolve() == out.resolve():
         raise ConfigError("--out and --report are the same file", where=str(out),
                           fix="give the report another name")
+    if html is not None and (report is None or no_evaluate):
+        raise ConfigError("--html shows the evaluation of the report", where="--html",
+                          expected="--report FILE (without --no-evaluate)",
+                          got="no evaluation asked for", fix="add --report, or drop --html")
+    outputs = [p.resolve() for p in (out, report, html) if p is not None]
+    if len(set(outputs)) < len(outputs):
+        raise ConfigError("two outputs share a file name", where="--out/--report/--html",
+                          fix="give each output its own name")
     if report is None and (holdout is not None or target is not None):
         raise ConfigError("--holdout/--target only feed the report", where="--report",
                           expected="--report FILE", got="no --report", fix="add --report")
@@ -142,16 +154,29 @@ def table(input_path: Path, n_rows: int, out: Path, method: str, epsilon: float 
             doc["evaluation"] = _evaluation(kept, result.table, holdout, target, seed)
             doc["evaluate_seconds"] = round(time.perf_counter() - t0, 3)
         doc["total_seconds"] = round(time.perf_counter() - start, 3)
-    paths = [out] + ([report] if report is not None else [])
+    page = None
+    if html is not None:
+        if doc.get("evaluation") is None:
+            from secured_bio.errors import DependencyError
+
+            raise DependencyError("the evaluation module is not available", where=_EVALUATE,
+                                  fix="drop --html or update secured_bio")
+        from secured_bio.privacy.synthetic.report_html import render_html
+
+        page = render_html(doc["evaluation"])
+    paths = [out] + [p for p in (report, html) if p is not None]
     with atomic_paths(*paths) as tmps:
         result.table.to_csv(tmps[0], index=False)
         if report is not None:
             tmps[1].write_text(json.dumps(doc, indent=2, default=str) + "\n", encoding="utf-8")
+        if page is not None:
+            tmps[2].write_text(page, encoding="utf-8")
     privacy = result.report.get("privacy")
     dp = (f", (epsilon={privacy['epsilon']:g}, delta={privacy['delta']:g})-DP, domain "
           f"{privacy['domain']}" if privacy else "")
     click.echo(f"wrote {len(result.table)} synthetic rows x {result.table.shape[1]} columns "
-               f"({method}{dp}) -> {out}" + (f" and {report}" if report else ""))
+               f"({method}{dp}) -> {out}" + (f" and {report}" if report else "")
+               + (f" and {html}" if html else ""))
 
 
 def _attach_image_command() -> None:

@@ -48,6 +48,27 @@ def test_table__writes_csv_and_report(clinical: Path, tmp_path: Path,
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.csv", "s.json"]
 
 
+def test_table__html_page_of_the_evaluation(clinical: Path, tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    out, rep, page = tmp_path / "s.csv", tmp_path / "s.json", tmp_path / "s.html"
+    assert main(_table(clinical, out, "--report", str(rep), "--html", str(page),
+                       "--holdout", str(clinical / "holdout.csv"), "--target", "sex")) == 0
+    text = page.read_text()
+    doc = json.loads(rep.read_text())
+    auc = doc["evaluation"]["privacy"]["membership_inference"]["auc"]
+    assert text.lower().startswith("<!doctype html") and "data:image/png;base64," in text
+    assert f"{auc:.3f}" in text  # the page shows the report's attack figure
+    # --html needs an evaluation; refused before anything is written
+    capsys.readouterr()
+    other = tmp_path / "o"
+    other.mkdir()
+    assert main(_table(clinical, other / "s.csv", "--html", str(other / "s.html"))) == 2
+    assert "--report" in capsys.readouterr().err and list(other.iterdir()) == []
+    assert main(_table(clinical, other / "s.csv", "--report", str(other / "s.json"),
+                       "--html", str(other / "s.json"))) == 2
+    assert list(other.iterdir()) == []
+
+
 def test_table__mst_reports_epsilon(clinical: Path, tmp_path: Path,
                                     capsys: pytest.CaptureFixture[str]) -> None:
     out, rep = tmp_path / "s.csv", tmp_path / "s.json"

@@ -20,6 +20,13 @@ slowest site's analysis (without ingest) / plink2 --glm alone.  All sites share 
 machine's cores (``--threads`` BLAS threads each; plink2 gets the same count), so the
 per-site times are pessimistic next to one host per site.
 
+``summary`` (per test, largest N) adds the scaling in N: seconds, seconds per 1,000 people
+and peak RSS per N, a least-squares line through (people, seconds) (the intercept is the
+fixed cost: imports, connection, phenotype files) and ``peak_rss_growth_mib`` (flat memory:
+the growth of the largest site's peak over the series).  ``targets`` checks the issue's
+acceptance bounds that this size covers: end to end <= 4x plink2 (default size),
+analysis <= 2x plink2 --glm (``--large``), <= 2 GiB per site (any size).
+
 Usage::
 
     python benchmarks/gwas.py --quick     # 3 x 300 x 2,000 SNPs, series 100/200/300
@@ -41,6 +48,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from gwas_plaintext import _timed  # same folder: wall seconds and peak RSS via GNU time
+
 PRESETS: dict[str, dict[str, Any]] = {
     "quick": {"people": 300, "snps": 2_000, "series": [100, 200, 300]},
     "default": {"people": 2_000, "snps": 20_000, "series": [500, 1_000, 2_000]},
@@ -48,22 +57,6 @@ PRESETS: dict[str, dict[str, Any]] = {
     "large": {"people": 10_000, "snps": 50_000, "series": [5_000, 10_000],
               "tile_from": (2_000, 20_000)},
 }
-
-
-def _timed(cmd: list[str], *, env: dict[str, str] | None = None) -> dict[str, Any]:
-    """Run ``cmd``; return wall seconds and peak RSS (MiB, GNU time)."""
-    gnu_time = shutil.which("time", path="/usr/bin:/bin")
-    with tempfile.NamedTemporaryFile("r", suffix=".rss") as rss:
-        full = [gnu_time, "-f", "%M", "-o", rss.name, *cmd] if gnu_time else cmd
-        t0 = time.perf_counter()
-        proc = subprocess.run(full, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                              env=env, text=True)
-        wall = time.perf_counter() - t0
-        if proc.returncode != 0:
-            raise RuntimeError(f"{cmd[:3]} failed ({proc.returncode}): {proc.stderr[-2000:]}")
-        text = rss.read().strip().splitlines()
-    peak = round(int(text[-1]) / 1024, 1) if gnu_time and text else None
-    return {"s": round(wall, 3), "peak_mib": peak}
 
 
 def _cohort(cache: Path, sites: int, people: int, snps: int, seed: int) -> Path:
@@ -206,6 +199,66 @@ def _one_size(n: int, vcfs: list[Path], cohort: Path, tests: list[str], work: Pa
     return row
 
 
+def _linear_fit(x: list[float], y: list[float]) -> dict[str, float | None]:
+    """Least-squares ``y = a + b x``: intercept, slope and the largest relative residual."""
+    if len(x) < 2:
+        return {"intercept": None, "slope": None, "max_rel_residual": None}
+    mx, my = sum(x) / len(x), sum(y) / len(y)
+    b = sum((u - mx) * (v - my) for u, v in zip(x, y, strict=True)) / sum(
+        (u - mx) ** 2 for u in x)
+    a = my - b * mx
+    res = max(abs(v - (a + b * u)) / v for u, v in zip(x, y, strict=True))
+    return {"intercept": round(a, 3), "slope": round(b, 6), "max_rel_residual": round(res, 3)}
+
+
+def _test_summary(series: list[dict[str, Any]], test: str) -> dict[str, Any]:
+    """The largest size's figures and the scaling in N (time linear, memory flat)."""
+    main_row = series[-1]["tests"][test]
+    n = [r["people_total"] for r in series]
+    total = [r["tests"][test]["ours_slowest_site_s"] for r in series]
+    analysis = [r["tests"][test]["ours_slowest_site_analysis_s"] for r in series]
+    rss = [max(r["tests"][test]["ours_peak_rss_mib"].values()) for r in series]
+    return {
+        "people_total": series[-1]["people_total"],
+        "plink2_total_s": main_row["plink2_total_s"],
+        "plink2_glm_s": main_row["plink2_glm"]["s"],
+        "ours_slowest_site_s": main_row["ours_slowest_site_s"],
+        "ours_slowest_site_analysis_s": main_row["ours_slowest_site_analysis_s"],
+        "ratio_end_to_end": main_row["ratio_end_to_end"],
+        "ratio_wall": main_row["ratio_wall"],
+        "ratio_analysis": main_row["ratio_analysis"],
+        "max_peak_rss_mib": max(main_row["ours_peak_rss_mib"].values()),
+        "max_bytes_sent": max(main_row["ours_bytes_sent"].values()),
+        "scaling_s": {r["people_per_site"]: t for r, t in zip(series, total, strict=True)},
+        "scaling_analysis_s": {r["people_per_site"]: t
+                               for r, t in zip(series, analysis, strict=True)},
+        "scaling_s_per_1k_people": {
+            r["people_per_site"]: round(1000 * t / m, 4)
+            for r, t, m in zip(series, total, n, strict=True)},
+        "scaling_peak_rss_mib": {r["people_per_site"]: m
+                                 for r, m in zip(series, rss, strict=True)},
+        # Linear time: a straight line through (N, seconds) with small residuals (the
+        # intercept is the fixed cost: imports, connection, phenotype files).
+        "time_fit_vs_people_total": _linear_fit(n, total),
+        "analysis_fit_vs_people_total": _linear_fit(n, analysis),
+        # Flat memory: the peak per site grows by at most this much over the series.
+        "peak_rss_growth_mib": round(max(rss) - min(rss), 1),
+    }
+
+
+def _targets(summary: dict[str, dict[str, Any]], preset: str) -> dict[str, Any]:
+    """The issue's acceptance targets for the sizes this run covers."""
+    out: dict[str, Any] = {}
+    for test, s in summary.items():
+        t: dict[str, Any] = {"memory_per_site_le_2gib": s["max_peak_rss_mib"] <= 2048}
+        if preset == "default":
+            t["end_to_end_le_4x_plink2"] = s["ratio_end_to_end"] <= 4
+        if preset == "large":
+            t["analysis_le_2x_plink2_glm"] = s["ratio_analysis"] <= 2
+        out[test] = t
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     size = ap.add_mutually_exclusive_group()
@@ -226,7 +279,10 @@ def main() -> None:
     for tool in ("plink2", "bcftools", "tabix"):
         if shutil.which(tool) is None:
             sys.exit(f"{tool} is not on PATH (make sysdeps)")
-    preset = PRESETS["quick" if args.quick else "large" if args.large else "default"]
+    preset_name = "quick" if args.quick else "large" if args.large else "default"
+    if args.people or args.snps:
+        preset_name = "custom"
+    preset = PRESETS["default" if preset_name == "custom" else preset_name]
     people = args.people or preset["people"]
     snps = args.snps or preset["snps"]
     series = sorted({int(x) for x in args.series.split(",")} if args.series else
@@ -241,7 +297,8 @@ def main() -> None:
         "machine": {"cpus": os.cpu_count()},
     }
     t0 = time.perf_counter()
-    if "tile_from" in preset and not (args.people or args.snps):
+    out["preset"] = preset_name
+    if "tile_from" in preset and preset_name != "custom":
         base = _cohort(args.cache, args.sites, *preset["tile_from"], args.seed)
         cohort = _tiled(base, args.cache, args.sites, people, snps)
         out["cohort_note"] = (f"tiled from {base.name}: samples repeated, variants repeated "
@@ -261,24 +318,8 @@ def main() -> None:
             vcfs = _subset(cohort, args.sites, n, people, work)
             out["series"].append(_one_size(n, vcfs, cohort, out["tests"], work, env,
                                            args.threads))
-    main_row = out["series"][-1]
-    out["summary"] = {
-        test: {
-            "people_total": main_row["people_total"],
-            "plink2_total_s": main_row["tests"][test]["plink2_total_s"],
-            "ours_slowest_site_s": main_row["tests"][test]["ours_slowest_site_s"],
-            "ratio_end_to_end": main_row["tests"][test]["ratio_end_to_end"],
-            "ratio_wall": main_row["tests"][test]["ratio_wall"],
-            "ratio_analysis": main_row["tests"][test]["ratio_analysis"],
-            "max_peak_rss_mib": max(main_row["tests"][test]["ours_peak_rss_mib"].values()),
-            "max_bytes_sent": max(main_row["tests"][test]["ours_bytes_sent"].values()),
-            "scaling_s": {r["people_per_site"]: r["tests"][test]["ours_slowest_site_s"]
-                          for r in out["series"]},
-            "scaling_peak_rss_mib": {
-                r["people_per_site"]: max(r["tests"][test]["ours_peak_rss_mib"].values())
-                for r in out["series"]},
-        } for test in out["tests"]
-    }
+    out["summary"] = {test: _test_summary(out["series"], test) for test in out["tests"]}
+    out["targets"] = _targets(out["summary"], preset_name)
     print(json.dumps(out, indent=2))
 
 

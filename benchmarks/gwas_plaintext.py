@@ -32,11 +32,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 
-def _timed(cmd: list[str], *, env: dict[str, str] | None = None) -> dict[str, float]:
+def _timed(cmd: list[str], *, env: dict[str, str] | None = None) -> dict[str, Any]:
     """Run ``cmd``; return wall seconds and the process's peak RSS (MiB).
 
     The peak comes from GNU time (``/usr/bin/time -f %M``): ``wait4`` on a child forked
@@ -50,7 +51,7 @@ def _timed(cmd: list[str], *, env: dict[str, str] | None = None) -> dict[str, fl
                               env=env, text=True)
         wall = time.perf_counter() - t0
         if proc.returncode != 0:
-            raise RuntimeError(f"{cmd[0]} failed ({proc.returncode}): {proc.stderr[-1500:]}")
+            raise RuntimeError(f"{cmd[:3]} failed ({proc.returncode}): {proc.stderr[-2000:]}")
         text = rss.read().strip().splitlines()
     peak = round(int(text[-1]) / 1024, 1) if gnu_time and text else None
     return {"s": round(wall, 3), "peak_mib": peak}

@@ -535,20 +535,69 @@ def linear_sums(
     y = _vector(phenotype, "phenotype")
     g = _dosage(dosage, y.size)
     z = _design(covariates, y.size)
-    k = z.shape[1]
     w = np.concatenate([z, y[:, None]], axis=1)  # (n, k+1)
     miss, g0 = _split_dosage(g)
     block = _masked_outer_sums(w, miss)  # (V, k+1, k+1)
     gw = g0 @ w  # (V, k+1): Z'g and g'y
     gg = np.einsum("vn,vn->v", g0, g0)
-    v = g.shape[0]
+    return LinearSums(crossprod=_linear_assemble(block, gw, gg))
+
+
+def _linear_assemble(block: Array, gw: Array, gg: Array) -> Array:
+    """Place the ``[Z, y]`` block, ``[Z, y]'g`` and ``g'g`` in ``(V, k+2, k+2)`` matrices."""
+    v, k = gw.shape[0], gw.shape[1] - 1
     m = np.empty((v, k + 2, k + 2))
     idx = np.r_[0:k, k + 1]  # positions of [Z, y] in the output
     m[:, idx[:, None], idx[None, :]] = block
     m[:, k, idx] = gw
     m[:, idx, k] = gw
     m[:, k, k] = gg
-    return LinearSums(crossprod=m)
+    return m
+
+
+_CODE_STEP_DOUBLES = 1 << 18  # float64 values converted at a time (2 MiB: stays in cache)
+
+
+def _linear_sums_codes(codes: NDArray[np.int8], w: Array) -> LinearSums:
+    """:func:`linear_sums` from int8 dosage codes (0, 1, 2; -1 = missing), several x faster.
+
+    ``w`` is ``[1, covariates, y]`` ``(n, k+1)``: finite, first column ones (the caller's
+    job; not checked here).  The sums are those of :func:`linear_sums` up to float
+    rounding (~1e-16 relative).  Why it is faster: the codes are 1 byte per call and are
+    turned into float64 a few variants at a time (in cache) for the BLAS product
+    ``g @ w``, with missing calls entered as -1 and corrected by the sparse sum of ``w``
+    over the missing calls (the same sparse product gives the masked ``[Z, y]`` block);
+    ``g'g = sum g + 2 #(g = 2)`` for g in {0, 1, 2}, counted on the codes.
+
+    Examples
+    --------
+    >>> codes = np.array([[0, 1, 2, -1]], dtype=np.int8)
+    >>> w = np.column_stack([np.ones(4), [1.0, 2.0, 3.0, 9.0]])
+    >>> _linear_sums_codes(codes, w).crossprod[0].tolist()
+    [[3.0, 3.0, 6.0], [3.0, 5.0, 8.0], [6.0, 8.0, 14.0]]
+    """
+    codes = np.ascontiguousarray(codes, dtype=np.int8)
+    v, n = codes.shape
+    m = w.shape[1]
+    flat = np.flatnonzero(codes.ravel() < 0)
+    rows, cols = np.divmod(flat, n)
+    step = max(1, _CODE_STEP_DOUBLES // max(n, 1))
+    gw = np.empty((v, m))
+    buf = np.empty((min(step, v), n))
+    with _one_blas_thread():  # many small products: idle BLAS threads would spin
+        for a in range(0, v, step):
+            b = min(a + step, v)
+            part = buf[: b - a]
+            np.copyto(part, codes[a:b], casting="unsafe")
+            np.matmul(part, w, out=gw[a:b])
+    block = np.broadcast_to(w.T @ w, (v, m, m)).copy()
+    if flat.size:
+        miss = sparse.csr_matrix((np.ones(flat.size), (rows, cols)), shape=(v, n))
+        gw += miss @ w  # the missing calls entered the product as -1
+        ww = (w[:, :, None] * w[:, None, :]).reshape(n, m * m)
+        block -= np.asarray(miss @ ww).reshape(v, m, m)
+    gg = gw[:, 0] + 2.0 * np.count_nonzero(codes == 2, axis=1)
+    return LinearSums(crossprod=_linear_assemble(block, gw, gg))
 
 
 def _collinearity_errcodes(

@@ -220,6 +220,29 @@ def genotype_dosage(gt: np.ndarray) -> np.ndarray:
     return _dosage_lut()[codes]
 
 
+@functools.cache
+def _code_lut() -> np.ndarray:
+    dose = _dosage_lut()
+    return np.where(np.isnan(dose), -1, dose).astype(np.int8)
+
+
+def _genotype_codes(gt: np.ndarray) -> np.ndarray:
+    """Return the ALT-allele dosage of int8 calls ``(..., 2)`` as int8 codes, -1 = missing.
+
+    The values of :func:`genotype_dosage` (missing as -1 instead of NaN) in one byte each:
+    the look-up table fits in the CPU cache and the output is 8x smaller than float64, so
+    the linear test's hot loop reads far less memory.
+
+    Examples
+    --------
+    >>> g = np.array([[[0, 1], [1, 1], [-1, -1], [1, -2], [-1, 1]]], dtype=np.int8)
+    >>> _genotype_codes(g).tolist()
+    [[1, 2, -1, 1, -1]]
+    """
+    codes = np.ascontiguousarray(gt, dtype=np.int8).view(np.uint16)[..., 0]
+    return _code_lut()[codes]
+
+
 def _genotype_categories(gt: np.ndarray) -> np.ndarray:
     """Return the call category (``_CAT_*`` code, uint8) of int8 calls ``(..., 2)``.
 

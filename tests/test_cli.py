@@ -177,6 +177,7 @@ def test_pilots_run__builtin_pilot_end_to_end(pilot, tmp_path, capsys):
         assert metrics["cases"]["n"] == 7 and metrics["cases"]["conditions_met_share"] == 1.0
         assert metrics["table"]["exact_copies_share"] <= 0.01
         assert metrics["vitals"]["n_deteriorating"] >= 3  # the septic cases
+        assert 0.0 <= metrics["vitals"]["tstr_auroc"] <= 1.0
         assert metrics["images"]["nearest_real_distance_min"] > 0
         case = out / "cases" / "cases" / "case-0001"
         assert {p.name for p in case.iterdir()} == {"case.json", "case.md", "case.html",

@@ -146,7 +146,7 @@ def secured_bio_register_pilot() -> PilotSpec:
         ),
         run=run,
         collect=collect,
-        status="preview",
+        status="ready",
         config_schema=HERE / "config.schema.yaml",
         rules_file=HERE.parents[1] / "workflows" / "rules" / f"{NAME}.smk",
         data_specs=("vcf", "phenotype"),

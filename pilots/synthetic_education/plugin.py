@@ -87,8 +87,8 @@ def collect(root: Path, config: Mapping[str, Any]) -> dict[str, Any]:
                   "trtr_auroc": _get(m, "table", "utility", "trtr_auroc")},
         "vitals": None if m.get("vitals") is None else {
             "membership_inference_auc": _get(priv, "vitals", "membership_inference_auc"),
-            "tstr_auroc": _get(m, "vitals", "utility", "tstr_auroc"),
-            "trtr_auroc": _get(m, "vitals", "utility", "trtr_auroc"),
+            "tstr_auroc": _get(m, "vitals", "utility", "auroc_tstr"),
+            "trtr_auroc": _get(m, "vitals", "utility", "auroc_trtr"),
             "n_deteriorating": m["vitals"]["n_deteriorating"]},
         "images": None if m.get("images") is None else {
             "mmd2_real_vs_generated": _get(m, "images", "metrics", "mmd2_real_vs_generated"),

@@ -182,6 +182,11 @@ def test_pilots_run__builtin_pilot_end_to_end(pilot, tmp_path, capsys):
         case = out / "cases" / "cases" / "case-0001"
         assert {p.name for p in case.iterdir()} == {"case.json", "case.md", "case.html",
                                                     "vitals.png", "image.png"}
+        doc = json.loads((case / "case.json").read_text())
+        assert doc["image"]["label"] == 1 and doc["summary"]["diagnosis"] == "CNS tumour"
+        leukaemia = out / "cases" / "cases" / "case-0004"  # group with image: false
+        assert not (leukaemia / "image.png").exists()
+        assert "image" not in json.loads((leukaemia / "case.json").read_text())
 
 
 def test_demo__replaces_own_cohort_whole_and_refuses_foreign_folder(tmp_path, capsys):

@@ -226,7 +226,8 @@ def _images_part(spec: EducationSpec, cases: pd.DataFrame, seed: int, work: Path
 
     assert spec.images_dir is not None
     im = spec.raw["images"]
-    n_pool = 2 * len(cases)  # classes in turn: every class has >= len(cases) images
+    want_image = [bool(spec.raw["cases"][int(g)]["image"]) for g in cases["group"]]
+    n_pool = 2 * sum(want_image)  # classes in turn: every class has enough images
     report = synthesize_images(
         spec.images_dir, work / "images", n=n_pool, epochs=int(im["epochs"]),
         device=im["device"], seed=seed, conditional=bool(im["conditional"]),
@@ -236,9 +237,12 @@ def _images_part(spec: EducationSpec, cases: pd.DataFrame, seed: int, work: Path
     labels = table["label"].astype(int).to_numpy() if "label" in table.columns else None
     wanted = [spec.raw["cases"][int(g)]["image_label"] for g in cases["group"]]
     classes = report["data"]["classes"]
-    chosen: list[tuple[str, int | None]] = []
+    chosen: list[tuple[str, int | None] | None] = []
     used: set[int] = set()
     for i, want in enumerate(wanted):
+        if not want_image[i]:
+            chosen.append(None)
+            continue
         if want is not None and (labels is None or classes is None or want not in classes):
             raise ConfigError("image_label is not a class of the image model",
                               where=f"cases[{int(cases['group'].iloc[i])}].image_label",
@@ -330,7 +334,7 @@ def _case_docs(spec: EducationSpec, tab: Mapping[str, Any], case_ids: list[str],
         }
         if vit is not None:
             doc["vitals"] = _vitals_summary(vit["result"], cid, bool(vit["deterioration"][i]))
-        if img is not None:
+        if img is not None and img["chosen"][i] is not None:
             sid, label = img["chosen"][i]
             names = spec.raw["images"]["label_names"]
             doc["image"] = {"sample_id": sid, "label": label,
@@ -415,7 +419,7 @@ def make_cases(spec: EducationSpec | str | os.PathLike[str], out_dir: str | os.P
             t1 = time.perf_counter()
             vit = _vitals_part(spec, tab["cases"], case_ids, seed, tmp)
             timings["vitals_seconds"] = time.perf_counter() - t1
-        if spec.images_dir is not None:
+        if spec.images_dir is not None and any(g["image"] for g in spec.raw["cases"]):
             t1 = time.perf_counter()
             img = _images_part(spec, tab["cases"], seed, tmp, progress)
             timings["images_seconds"] = time.perf_counter() - t1

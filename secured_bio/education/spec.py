@@ -11,9 +11,10 @@ an exact count and conditions on the case table (``age: 5..10``, ``stage: III``)
     vitals: {hours: 48}
     images: {epochs: 20}
     cases:
-      - title: Septic child with a stage III solid tumour
+      - title: Septic child with a stage III brain tumour
         count: 3
-        where: {age: "5..10", stage: III, sepsis: "yes"}
+        where: {age: "5..10", diagnosis: CNS tumour, stage: III, sepsis: "yes"}
+        image_label: 1
       - title: Toddler in ALL induction
         count: 2
         where: {diagnosis: ALL, treatment_phase: induction, age: "1..4"}
@@ -124,6 +125,8 @@ SPEC_SCHEMA: dict[str, Any] = {
                               "description": "column: value or LOW..HIGH (exact)"},
                     "deterioration": {"type": ["boolean", "null"], "default": None,
                                       "description": "force a vital-sign episode (or none)"},
+                    "image": {"type": "boolean", "default": True,
+                              "description": "give these cases a generated image"},
                     "image_label": {"type": ["integer", "null"], "default": None,
                                     "description": "image class of these cases"},
                 },
@@ -201,7 +204,7 @@ def parse_spec(spec: dict[str, Any], *, base: str | os.PathLike[str] = ".",
     raw = validate_config(spec, SPEC_SCHEMA, where=where)
     for i, group in enumerate(raw["cases"]):
         raw["cases"][i] = {"title": f"Case group {i + 1}", "where": {}, "deterioration": None,
-                           "image_label": None, **group}
+                           "image": True, "image_label": None, **group}
     t = raw["table"]
     if t["method"] == "mst" and t["epsilon"] is None:
         raise ConfigError("the differentially private table generator needs a budget",
@@ -286,14 +289,16 @@ images:
   epochs: 20
   label_names: {"0": low-grade tumour, "1": high-grade tumour}
 cases:
-  - title: Septic child with a stage III solid tumour
+  - title: Septic child with a stage III brain tumour
     count: 3
-    where: {age: "5..10", stage: III, sepsis: "yes"}
+    where: {age: "5..10", diagnosis: CNS tumour, stage: III, sepsis: "yes"}
+    image_label: 1                 # high-grade tumour image
   - title: Toddler with ALL in induction
     count: 2
     where: {diagnosis: ALL, treatment_phase: induction, age: "1..4", sepsis: "no"}
-  - title: Teenager with a CNS tumour
+    image: false                   # no brain image for a leukaemia case
+  - title: Teenager with a low-stage brain tumour
     count: 2
-    where: {diagnosis: CNS tumour, age: "13..17"}
-    image_label: 1
+    where: {diagnosis: CNS tumour, stage: I, age: "13..17"}
+    image_label: 0
 """

@@ -46,6 +46,7 @@ def test_make_cases__counts_and_conditions_hold_exactly(source: Path, tmp_path: 
     assert len(g0) == raw["cases"][0]["count"]
     assert g0["age"].astype(int).between(5, 10).all()
     assert (g0["stage"] == "III").all() and (g0["sepsis"] == "yes").all()
+    assert (g0["diagnosis"] == "CNS tumour").all()
     g1 = table[table["group"] == "1"]
     assert (g1["diagnosis"] == "ALL").all() and (g1["treatment_phase"] == "induction").all()
     assert g1["age"].astype(int).between(1, 4).all() and (g1["sepsis"] == "no").all()

@@ -1,4 +1,4 @@
-"""``secured-bio synth``: synthetic tables (and images, attached from ``images_cli``).
+"""``secured-bio synth``: synthetic tables (vitals and images attached from their modules).
 
 Loaded lazily by :mod:`secured_bio.cli` (``LAZY_GROUPS``); errors raised here are turned into
 one-line messages and exit codes by ``secured_bio.cli.main`` (1 bad input, 2 bad options).
@@ -25,13 +25,15 @@ _EVALUATE = "secured_bio.privacy.synthetic.evaluate"
 
 @click.group()
 def synth() -> None:
-    """Synthetic data that carries no real patient: tables (and images).
+    """Synthetic data that carries no real patient: tables, vital signs and images.
 
     \b
     secured-bio synth table --in admissions.csv --n 500 --out synth.csv --report synth.json \\
         --drop patient_id --condition 'age=5..10' --condition 'diagnosis=pneumonia'
     secured-bio synth table --in admissions.csv --n 500 --method mst --epsilon 1 \\
         --drop patient_id --out dp.csv
+    secured-bio synth vitals --in ward_cohort --n 50 --age 5..10 --out synth_vitals
+    secured-bio synth images --in imaging_cohort --n 32 --out synth_images
     """
 
 

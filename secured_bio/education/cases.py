@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from secured_bio.education.spec import EducationSpec, load_spec
-from secured_bio.errors import ConfigError
+from secured_bio.errors import ConfigError, InputFileNotFoundError
 
 __all__ = ["make_cases", "FORMAT", "FORMAT_VERSION", "MANIFEST"]
 
@@ -181,8 +181,14 @@ def _vitals_part(spec: EducationSpec, cases: pd.DataFrame, case_ids: list[str], 
 
     assert spec.vitals_dir is not None
     t, v = spec.raw["table"], spec.raw["vitals"]
-    train, hold = _split_patients(sv.read_cohort(spec.vitals_dir),
-                                  float(v["holdout_fraction"]), seed)
+    try:
+        cohort = sv.read_cohort(spec.vitals_dir)
+    except InputFileNotFoundError as e:
+        raise InputFileNotFoundError(
+            e.what, where=f"sources/vitals: {e.where}", expected=e.expected, got=e.got,
+            fix="point sources.vitals at a folder with vitals.csv, patients.csv and "
+                "events.csv (or site*/ folders of them), or set it to null") from e
+    train, hold = _split_patients(cohort, float(v["holdout_fraction"]), seed)
     model = sv.fit_vitals_model(*train, seed=seed)
     rng = np.random.default_rng([seed, 21])
     ages = _case_ages(cases, t["age_column"], rng)
@@ -465,6 +471,9 @@ def _manifest(spec: EducationSpec, tab: Mapping[str, Any], docs: list[dict[str, 
     return {
         "format": FORMAT, "format_version": FORMAT_VERSION, "title": spec.raw["title"],
         "spec": spec.raw, "n_cases": len(docs),
+        "sources": {"table": [str(p) for p in spec.table_files],
+                    "vitals": None if spec.vitals_dir is None else str(spec.vitals_dir),
+                    "images": None if spec.images_dir is None else str(spec.images_dir)},
         "conditions_met": {"cases": met, "share": met / max(len(docs), 1)},
         "groups": groups,
         "table": {"generator": tab["generator"], "n_real": tab["n_real"],

@@ -56,9 +56,11 @@ SPEC_SCHEMA: dict[str, Any] = {
                           "description": "CSV file(s) or glob pattern(s) of the case table"},
                 "vitals": {**_NULL_STR, "default": ".",
                            "description": "folder with vitals.csv/patients.csv/events.csv, "
-                                          "or a cohort of site*/ folders; null: no vitals"},
+                                          "or a cohort of site*/ folders; null: no vitals "
+                                          "(left out: used when the folder has vitals)"},
                 "images": {**_NULL_STR, "default": "imaging",
-                           "description": "imaging cohort or NIfTI folder; null: no images"},
+                           "description": "imaging cohort or NIfTI folder; null: no images "
+                                          "(left out: used when the folder exists)"},
             },
         },
         "table": {
@@ -216,12 +218,23 @@ def parse_spec(spec: dict[str, Any], *, base: str | os.PathLike[str] = ".",
                           fix="set method: mst, or remove epsilon")
     b = Path(base)
     src = raw["sources"]
+    given = set((spec.get("sources") or {}) if isinstance(spec, dict) else ())
+    # A source left at its default is optional: without data there, that part is skipped
+    # (and the manifest says so); a source named in the spec must exist.
+    if "vitals" not in given and not _has_vitals(b / str(src["vitals"])):
+        src["vitals"] = None
+    if "images" not in given and not (b / str(src["images"])).is_dir():
+        src["images"] = None
     return EducationSpec(
         raw=raw, base=b,
         table_files=_resolve_table(src["table"], b, where),
         vitals_dir=_resolve_dir(src["vitals"], b, "vitals", where),
         images_dir=_resolve_dir(src["images"], b, "images", where),
     )
+
+
+def _has_vitals(folder: Path) -> bool:
+    return (folder / "vitals.csv").is_file() or any(folder.glob("*/vitals.csv"))
 
 
 def with_overrides(raw: dict[str, Any], *, method: str | None = None,

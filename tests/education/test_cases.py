@@ -119,6 +119,28 @@ def test_make_cases__bad_condition_is_clear_and_writes_nothing(
     assert not out.exists()
 
 
+def test_parse_spec__default_sources_are_optional_named_ones_are_not(source: Path) -> None:
+    raw = yaml.safe_load(example_spec())
+    raw.pop("sources")  # defaults: site*/clinical.csv, vitals in ".", images in "imaging"
+    spec = parse_spec(raw, base=source)
+    assert spec.vitals_dir is None and spec.images_dir is None  # none there: skipped
+    assert len(spec.table_files) == 2
+    raw["sources"] = {"images": "imaging"}
+    with pytest.raises(InputFileNotFoundError, match="images source folder not found"):
+        parse_spec(raw, base=source)
+
+
+def test_make_cases__named_vitals_source_without_vitals_is_clear(source: Path,
+                                                                 tmp_path: Path) -> None:
+    raw = table_spec()
+    raw["sources"]["vitals"] = "site1"  # exists, holds no vitals.csv
+    out = tmp_path / "cases"
+    with pytest.raises(InputFileNotFoundError) as e:
+        make_cases(parse_spec(raw, base=source), out)
+    assert "sources/vitals" in e.value.where and "sources.vitals" in e.value.fix
+    assert not out.exists()
+
+
 def test_parse_spec__errors_name_the_key(source: Path) -> None:
     raw = table_spec()
     raw["cases"][0]["cuont"] = 3

@@ -229,6 +229,62 @@ def test_logistic_regression__matches_per_variant_newton() -> None:
         assert r.OBS_CT[j] == ok.sum()
 
 
+@pytest.mark.parametrize("firth", [False, True])
+def test_logistic_sums_codes__equal_the_per_variant_sums(
+        monkeypatch: pytest.MonkeyPatch, firth: bool) -> None:
+    """The int8 + torch-kernel path of the secure logistic test, variant by variant.
+
+    Signed storage, cache-sized slabs (3 variants here, so they cross slab boundaries),
+    missing calls from the CSR arrays, and the start-point shortcut, against the score,
+    information, log-likelihood (and Firth's penalised score) built from the definitions.
+    """
+    rng = np.random.default_rng(14)
+    n, v = 150, 10
+    cov = rng.normal(size=(n, 2))
+    y = (rng.random(n) < 0.4).astype(float)
+    codes = rng.integers(0, 3, size=(v, n)).astype(np.int8)
+    codes[rng.random(codes.shape) < 0.08] = -1
+    codes[4] = -1
+    codes[4, :40] = rng.integers(0, 3, size=40)  # mostly missing
+    z = np.column_stack([np.ones(n), cov])
+    monkeypatch.setattr(A, "_BLOCK_BYTES", 8 * n * 3)
+    prep = A._LogisticData.build_codes(codes, y, z)
+    assert prep.torch_kernels
+    beta = rng.normal(scale=0.4, size=(v, 4))
+    rows = np.array([7, 0, 4, 9, 2, 3, 5])
+    hinv = None
+    if firth:
+        hinv = np.linalg.inv(prep.sums(rows, beta[rows], None).hessian)
+    got = prep.sums(rows, beta[rows], hinv)
+    at_null = prep.sums(rows, np.tile([0.2, -0.1, 0.3, 0.0], (rows.size, 1)), None)
+    for i, j in enumerate(rows):
+        ok = codes[j] >= 0
+        x = np.column_stack([z[ok], codes[j, ok].astype(float)])
+        for b, s, h in ((beta[j], got, None if hinv is None else hinv[i]),
+                        (np.array([0.2, -0.1, 0.3, 0.0]), at_null, None)):
+            mu = special.expit(x @ b)
+            info = x.T @ (x * (mu * (1 - mu))[:, None])
+            resid = y[ok] - mu
+            if h is not None:
+                lev = np.einsum("ij,jk,ik->i", x, h, x) * mu * (1 - mu)
+                resid = resid + lev * (0.5 - mu)
+            ll = np.sum(y[ok] * np.log(mu) + (1 - y[ok]) * np.log1p(-mu))
+            np.testing.assert_allclose(s.gradient[i], x.T @ resid, rtol=1e-10, atol=1e-10)
+            np.testing.assert_allclose(s.hessian[i], info, rtol=1e-10, atol=1e-10)
+            assert s.loglik[i] == pytest.approx(ll, rel=1e-10)
+            assert s.n[i] == ok.sum()
+    cc = prep.case_control()
+    d = np.where(codes < 0, np.nan, codes.astype(float))
+    ref = A.case_control_sums(d, is_case=y)
+    for f in ("n_case", "n_control", "alt_case", "alt_control", "alt_sq"):
+        np.testing.assert_allclose(getattr(cc, f), getattr(ref, f), rtol=0, atol=1e-9)
+    # the float path (numpy kernels) gives the same sums
+    flt = A.logistic_sums(d[rows], is_case=y, beta=beta[rows], covariates=cov,
+                          hessian_inverse=hinv)
+    np.testing.assert_allclose(flt.gradient, got.gradient, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(flt.loglik, got.loglik, rtol=1e-10)
+
+
 def test_logistic_regression__firth_maximises_penalised_likelihood() -> None:
     rng = np.random.default_rng(5)
     n = 120

@@ -243,7 +243,8 @@ def test_validate__wrong_format_and_schema_violation_exit_1(tmp_path, capsys):
                       "p1,2026-01-01T09:00:00+01:00,heart_rate,999,/min\n")
     assert main(["validate", "vitals", str(vitals)]) == 1
     err = capsys.readouterr().err
-    assert "v.csv" in err and "line 3" in err and "999" not in err
+    assert "v.csv" in err and "line 3" in err
+    assert "999" not in err.replace(str(tmp_path), "<tmp>")  # tmp folders carry numbers
 
 
 def test_validate__json_report(tmp_path, capsys):

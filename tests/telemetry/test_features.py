@@ -195,7 +195,8 @@ HEAD = "patient_id,time,vital,value,unit\n"
 def test_read_vitals__bad_rows_raise_without_values(tmp_path, body, match):
     with pytest.raises(SchemaError, match=match) as e:
         read_vitals(_write(tmp_path, HEAD + body))
-    assert "p1" not in str(e.value) and "120" not in str(e.value)
+    text = str(e.value).replace(str(tmp_path), "<tmp>")  # tmp folders carry numbers
+    assert "p1" not in text and "120" not in text
 
 
 def test_read_vitals__missing_column_or_file_raises(tmp_path):

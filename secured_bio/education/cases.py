@@ -148,30 +148,23 @@ _Cohort = tuple[Any, Any, Any]  # (vitals, patients, events) DataFrames
 
 def _split_patients(frames: _Cohort, fraction: float, seed: int) -> tuple[_Cohort, _Cohort]:
     """Split a vitals cohort by patient (stratified by deterioration) into fit / holdout."""
+    from secured_bio.telemetry.synthetic import holdout_ids
+
     vitals, patients, events = frames
-    ids = patients["patient_id"].astype(str).to_numpy()
-    det = np.zeros(len(ids), dtype=bool)
+    ids = patients["patient_id"].astype(str).tolist()
+    det: set[str] = set()
     if events is not None:
-        flag = dict(zip(events["patient_id"].astype(str), events["deterioration"].astype(str),
-                        strict=False))
-        det = np.array([flag.get(i, "0") == "1" for i in ids])
-    rng = np.random.default_rng([seed, 12])
-    hold: list[str] = []
-    for stratum in (det, ~det):
-        members = ids[stratum]
-        k = int(round(fraction * len(members)))
-        hold += list(rng.permutation(members)[:k])
-    is_hold = set(hold)
+        det = set(events.loc[events["deterioration"].astype(str) == "1", "patient_id"]
+                  .astype(str))
+    is_hold = set(holdout_ids(ids, det, fraction, np.random.default_rng([seed, 12])))
 
-    def part(keep: bool) -> _Cohort:
-        sel = [(str(i) in is_hold) != keep for i in ids]
-        chosen = set(ids[np.array(sel)])
-        return (vitals[vitals["patient_id"].astype(str).isin(chosen)],
-                patients[patients["patient_id"].astype(str).isin(chosen)],
-                None if events is None else events[events["patient_id"].astype(str)
-                                                   .isin(chosen)])
+    def part(held: bool) -> _Cohort:
+        def sel(f: pd.DataFrame) -> pd.DataFrame:
+            return f[f["patient_id"].astype(str).isin(is_hold) == held]
 
-    return part(True), part(False)
+        return sel(vitals), sel(patients), None if events is None else sel(events)
+
+    return part(False), part(True)
 
 
 def _vitals_part(spec: EducationSpec, cases: pd.DataFrame, case_ids: list[str], seed: int,

@@ -1733,6 +1733,24 @@ def _trajectory_keys(fr: _Frames) -> set[bytes]:
     return keys
 
 
+def holdout_ids(ids: Sequence[str], deteriorating: set[str], fraction: float,
+                rng: np.random.Generator) -> list[str]:
+    """Pick ``round(fraction * n)`` patients of each stratum (deteriorating first) to hold out.
+
+    Examples
+    --------
+    >>> ids = [f"p{i}" for i in range(10)]
+    >>> held = holdout_ids(ids, {"p0", "p1", "p2"}, 0.4, np.random.default_rng(0))
+    >>> len(held), len(set(held) & {"p0", "p1", "p2"})
+    (4, 1)
+    """
+    out: list[str] = []
+    for grp in ([i for i in ids if i in deteriorating], [i for i in ids if i not in deteriorating]):
+        k = int(round(fraction * len(grp)))
+        out += [grp[j] for j in rng.permutation(len(grp))[:k]]
+    return out
+
+
 @contextlib.contextmanager
 def _thread_limit(n: int | None) -> Iterator[None]:
     """Limit OpenMP/BLAS threads (without importing torch, unlike model._threads)."""
@@ -1842,13 +1860,9 @@ def evaluate_vitals(
         train_ids, test = ids, hold
         split = "holdout given: all real patients train, holdout patients test"
     else:
-        rng = np.random.default_rng(seed)
         det = (set(real.events.index[real.events["onset_us"] >= 0])
                if real.events is not None else set())
-        test_ids: list[str] = []
-        for grp in ([i for i in ids if i in det], [i for i in ids if i not in det]):
-            k = int(round(0.3 * len(grp)))
-            test_ids += [grp[j] for j in rng.permutation(len(grp))[:k]]
+        test_ids = holdout_ids(ids, det, 0.3, np.random.default_rng(seed))
         train_ids = [i for i in ids if i not in set(test_ids)]
         test = _subset(real, test_ids)
         split = ("no holdout: real patients split 70/30 (seeded, stratified); the test "

@@ -33,6 +33,7 @@ LAZY_GROUPS = {
     "telemetry": "secured_bio.telemetry.cli:telemetry",
     "synth": "secured_bio.privacy.synthetic.cli:synth",
     "education": "secured_bio.education.cli:education",
+    "smpc": "secured_bio.privacy.smpc.cli:smpc",
 }
 
 

@@ -50,8 +50,22 @@ def require_tools(*names: str) -> None:
                     "(apt-get install plink2 plink1.9 bcftools tabix)", pytrace=False)
 
 
+def requires_tools(*names: str) -> pytest.MarkDecorator:
+    """Mark a test that runs reference tools: it fails (never skips) when one is missing."""
+    return pytest.mark.requires_tools(*names)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Fail the set-up of a test marked ``requires_tools`` whose tools are missing."""
+    for mark in item.iter_markers("requires_tools"):
+        require_tools(*mark.args)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """In CI, refuse to run when a reference tool is missing (its tests would be skipped)."""
+    config.addinivalue_line(
+        "markers", "requires_tools(*names): the test runs these reference tools; it fails "
+        "with the install hint (make sysdeps) when one is missing, never skips")
     missing = [n for n in REFERENCE_TOOLS if shutil.which(n) is None]
     if missing and os.environ.get("CI"):
         raise pytest.UsageError(f"reference tools missing in CI: {', '.join(missing)}")

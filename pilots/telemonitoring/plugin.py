@@ -9,6 +9,12 @@ record-level DP-SGD, and a membership-inference audit shows what DP buys; finall
 scores a replayed observation stream (:mod:`~secured_bio.telemetry.stream`).  This module only
 wires those pieces together.
 
+What the DP epsilon covers (``metrics['dp']``: ``epsilon_covers``, ``not_covered``): the model
+parameters each hospital sends in every round (add/remove one training record; noise and
+sampling from the OS CSPRNG).  It does not cover each hospital's evaluation metrics on its
+test patients, nor its number of batches per epoch; the federated run without DP
+(``metrics['federated']``) has no DP guarantee at all.
+
 Labels: the demo's ``events.csv`` records when the physiological drift starts; the clinical
 event to predict (e.g. a PICU call) is taken ``event_delay_hours`` later (default 6 h, when the
 drift is ~90 % complete), so the model has to detect the drift early (lead time is reported).

@@ -461,6 +461,9 @@ def _analysis_options(fn: Any) -> Any:
                      help="Seconds to wait for every site to connect."),
         click.option("--chunk-size", type=click.IntRange(min=1),
                      help="Variants per secure block (default: from the pooled sample count)."),
+        click.option("--allow-two-sites", is_flag=True,
+                     help="Run with two sites although each then learns the other's sums "
+                     "(pooled minus its own); refused without this flag."),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -481,7 +484,12 @@ def _report(result: Any, test: str) -> None:
     )
     sent = ", ".join(f"{n} {b / 1e6:.2f} MB" for n, b in protocol["bytes_sent"].items())
     secs = max(protocol["seconds"].values())
-    click.echo(f"protocol: sent {sent}; slowest site {secs:.1f} s", err=True)
+    click.echo(f"protocol: sent {sent}; slowest site {secs:.1f} s; links: "
+               f"{protocol['transport']['kind']}"
+               + (" (mutual TLS + end-to-end sealed)" if protocol["transport"]["encrypted"]
+                  else " (unencrypted)"), err=True)
+    if protocol.get("two_site_disclosure"):
+        click.echo("warning: " + protocol["two_site_disclosure"], err=True)
     dropped = {n: k for n, k in result.dropped_variants.items() if k}
     if protocol["intersect"]:
         click.echo("intersect: " + (", ".join(f"{n} dropped {k} variants"
@@ -496,13 +504,18 @@ def _report(result: Any, test: str) -> None:
 @_analysis_options
 @click.option("--master-port", type=click.IntRange(1, 65535),
               help="Rendezvous port (default: a free one).")
+@click.option("--links", type=click.Choice(["gloo", "relay"]), default="gloo",
+              show_default=True,
+              help="gloo: loopback TCP between the site processes (one trusted host). relay: "
+              "as across hosts - every site gets its own key pair and talks through a relay "
+              "process over mutual TLS, messages sealed end to end (see SECURITY.md).")
 @click.option("--out", required=True, type=click.Path(path_type=Path),
               help="Output prefix: writes PREFIX.<test>.tsv, .ssf.tsv(+meta), .png, .json.")
 def secure(
     site: tuple[str, ...], pheno: Path, pheno_name: str | None, covar: Path | None,
     covar_name: str | None, pcs: int, test: Test, firth: bool, firth_fallback: bool,
     intersect: bool, master_addr: str, timeout_s: float, chunk_size: int | None,
-    master_port: int | None, out: Path,
+    allow_two_sites: bool, master_port: int | None, links: str, out: Path,
 ) -> None:
     """Secure multi-site GWAS: one party per site on this host, only pooled sums revealed.
 
@@ -520,42 +533,104 @@ def secure(
         _sites(site), pheno=pheno, test=test, out=out, pheno_name=pheno_name, covar=covar,
         covar_names=_split(covar_name), pcs=pcs, firth=_firth_mode(firth, firth_fallback),
         intersect=intersect, master_addr=master_addr, master_port=master_port,
-        timeout_s=timeout_s, chunk_size=chunk_size,
+        timeout_s=timeout_s, chunk_size=chunk_size, links=links,  # type: ignore[arg-type]
+        allow_two_sites=allow_two_sites,
     )
     _report(result, test)
 
 
 @gwas.command("party")
-@click.option("--rank", type=click.IntRange(min=0), required=True,
-              help="This site's party rank (0 hosts the rendezvous and writes the outputs).")
-@click.option("--world-size", type=click.IntRange(min=2), required=True,
-              help="Number of sites.")
 @click.option("--site", "site", required=True, metavar="NAME=PATH",
               help="This site's name and genotypes (VCF/BCF or zarr store).")
+@click.option("--relay", metavar="HOST:PORT",
+              help="The relay every site connects out to (secured-bio smpc relay).")
+@click.option("--roster", type=click.Path(dir_okay=False, path_type=Path),
+              help="The run's roster: every site's certificate in rank order and the relay's "
+              "(secured-bio smpc roster).")
+@click.option("--key", type=click.Path(dir_okay=False, path_type=Path),
+              help="This site's private key (secured-bio smpc keygen; NAME.key.pem).")
+@click.option("--cert", type=click.Path(dir_okay=False, path_type=Path),
+              help="This site's certificate (NAME.cert.pem; must be on the roster).")
+@click.option("--rank", type=click.IntRange(min=0),
+              help="This site's party rank (with --relay: follows from the roster; "
+              "0 writes the outputs).")
+@click.option("--world-size", type=click.IntRange(min=2),
+              help="Number of sites (with --relay: from the roster).")
 @_analysis_options
-@click.option("--master-port", type=click.IntRange(1, 65535), required=True,
-              help="Rendezvous port on --master-addr.")
-@click.option("--interface", help="Network interface for gloo (e.g. eth0).")
+@click.option("--unauthenticated-gloo", is_flag=True,
+              help="Talk over torch.distributed/gloo TCP instead of the relay: NOT encrypted "
+              "and keys not authenticated (anyone between the sites can read the revealed "
+              "sums or impersonate a site). Only inside a trusted tunnel (WireGuard/SSH).")
+@click.option("--master-port", type=click.IntRange(1, 65535),
+              help="gloo only: rendezvous port on --master-addr.")
+@click.option("--interface", help="gloo only: network interface (e.g. eth0).")
 @click.option("--out", type=click.Path(path_type=Path),
               help="Output prefix (rank 0 writes; required there).")
 def party(
-    rank: int, world_size: int, site: str, pheno: Path, pheno_name: str | None,
+    site: str, relay: str | None, roster: Path | None, key: Path | None, cert: Path | None,
+    rank: int | None, world_size: int | None, pheno: Path, pheno_name: str | None,
     covar: Path | None, covar_name: str | None, pcs: int, test: Test, firth: bool,
     firth_fallback: bool, intersect: bool, master_addr: str, timeout_s: float,
-    chunk_size: int | None, master_port: int, interface: str | None, out: Path | None,
+    chunk_size: int | None, allow_two_sites: bool, unauthenticated_gloo: bool,
+    master_port: int | None, interface: str | None, out: Path | None,
 ) -> None:
     """Run ONE site of a secure GWAS on this host (start one per site, same options).
 
+    Sites connect out to a relay over mutual TLS; only sites whose certificates are on the
+    roster are let in, and messages are sealed end to end (the relay sees only sizes).
+
     \b
-    Example with three hosts (rank 0 on 10.0.0.1):
-      secured-bio gwas party --rank 0 --world-size 3 --site a=a.vcf.gz \\
-          --master-addr 10.0.0.1 --master-port 29500 --pheno p.tsv --test linear --out res
-      secured-bio gwas party --rank 1 --world-size 3 --site b=b.vcf.gz \\
-          --master-addr 10.0.0.1 --master-port 29500 --pheno p.tsv --test linear
-      ... and rank 2 likewise. Every site gets the results; rank 0 writes the files.
+    Once, before the run:
+      secured-bio smpc keygen --name a --out keys/      (at each site; send a.cert.pem)
+      secured-bio smpc keygen --name relay --out keys/  (at the relay)
+      secured-bio smpc roster --party a.cert.pem --party b.cert.pem --party c.cert.pem \\
+          --relay relay.cert.pem --out roster.json      (the coordinator; send to all)
+      secured-bio smpc relay --roster roster.json --key relay.key.pem \\
+          --cert relay.cert.pem --listen 0.0.0.0:7443
+    \b
+    Then at each site (the one listed first on the roster writes --out):
+      secured-bio gwas party --site a=a.vcf.gz --relay relay.example.org:7443 \\
+          --roster roster.json --key keys/a.key.pem --cert keys/a.cert.pem \\
+          --pheno p.tsv --test linear --out res
     """
     from secured_bio.genomics.secure_gwas import run_site
+    from secured_bio.privacy.smpc import LinkConfig, read_roster
 
+    link = None
+    if unauthenticated_gloo:
+        if relay is not None:
+            raise ConfigError("--relay and --unauthenticated-gloo exclude each other",
+                              where="--relay/--unauthenticated-gloo", fix="give one of them")
+        missing = [o for o, v in (("--rank", rank), ("--world-size", world_size),
+                                  ("--master-port", master_port)) if v is None]
+        if missing:
+            raise ConfigError("gloo needs the rendezvous options", where=", ".join(missing),
+                              fix="give --rank, --world-size and --master-port")
+    else:
+        missing = [o for o, v in (("--relay", relay), ("--roster", roster), ("--key", key),
+                                  ("--cert", cert)) if v is None]
+        if missing:
+            raise ConfigError(
+                "sites talk through an authenticated, encrypted relay", where=", ".join(missing),
+                expected="--relay HOST:PORT --roster FILE --key FILE --cert FILE",
+                fix="see 'secured-bio gwas party --help' (or, inside a trusted tunnel only, "
+                "--unauthenticated-gloo)",
+            )
+        assert relay is not None and roster is not None and key is not None and cert is not None
+        host, sep, port_s = relay.rpartition(":")
+        if not sep or not host or not port_s.isdigit() or not 0 < int(port_s) < 65536:
+            raise ConfigError("invalid relay address", where="--relay",
+                              expected="HOST:PORT", got=repr(relay))
+        link = LinkConfig(host.strip("[]"), int(port_s), str(roster), str(key), str(cert))
+        r = read_roster(roster)
+        world_size = world_size or len(r.parties)
+        if rank is None:
+            rank = r.rank_of_file(cert)
+            if rank is None:
+                raise ConfigError("this site's certificate is not on the roster",
+                                  where=f"--cert {cert}",
+                                  fix="ask the coordinator to add it (secured-bio smpc roster)")
+    assert rank is not None and world_size is not None
     if rank >= world_size:
         raise ConfigError("invalid party rank", where="--rank",
                           expected=f"0..{world_size - 1}", got=str(rank))
@@ -568,6 +643,6 @@ def party(
         covar=covar, covar_names=_split(covar_name), pcs=pcs,
         firth=_firth_mode(firth, firth_fallback), intersect=intersect,
         master_addr=master_addr, master_port=master_port, timeout_s=timeout_s,
-        chunk_size=chunk_size, interface=interface,
+        chunk_size=chunk_size, interface=interface, link=link, allow_two_sites=allow_two_sites,
     )
     _report(result, test)

@@ -129,6 +129,7 @@ from secured_bio.errors import (
     SecuredBioError,
 )
 from secured_bio.privacy.smpc import (
+    LinkConfig,
     ProtocolStats,
     current_party,
     free_port,
@@ -1205,6 +1206,11 @@ def _summary(sess: _Session, opts: _Options, data: _SiteData, trait: _Trait,
             "threat_model": "semi-honest sites; private while >= 2 sites stay outside any "
             "coalition; pairwise-masked secure sums (Bonawitz et al. 2017)",
             "dealer": opts.dealer,
+            "transport": _transport(),
+            "two_site_disclosure": (
+                "two sites: each site subtracts its own sums from the pooled ones and so "
+                "learns the other site's sums (run allowed by --allow-two-sites)"
+                if len(sess.names) == 2 else None),
             "float_precision_bits": FLOAT_PRECISION_BITS,
             "variants_analysed": int(keep.size),
             "intersect": bool(opts.intersect),
@@ -1216,6 +1222,33 @@ def _summary(sess: _Session, opts: _Options, data: _SiteData, trait: _Trait,
             "seconds": {n: s["seconds"] for n, s in per_site.items()},
         },
     }
+
+
+def _transport() -> dict[str, Any]:
+    """How this party's messages travelled (for the summary)."""
+    from secured_bio.privacy.smpc import parties as _parties
+
+    session = _parties._SESSION
+    if session is not None and session.link is not None:
+        return {"kind": "relay", "encrypted": True, "authenticated": True,
+                "detail": "mutual TLS 1.3 to the relay; Ed25519-signed X25519 key agreement "
+                "against the roster; ChaCha20-Poly1305 end to end between sites"}
+    return {"kind": "gloo", "encrypted": False, "authenticated": False,
+            "detail": "torch.distributed/gloo TCP without transport encryption; masking keys "
+            "from unauthenticated Diffie-Hellman (loopback or a trusted tunnel only)"}
+
+
+def _two_sites(n: int, allow: bool, where: str) -> None:
+    if n == 2 and not allow:
+        raise ConfigError(
+            "a secure GWAS of two sites hides nothing: each site subtracts its own sums from "
+            "the pooled ones and so learns the other site's sums", where=where,
+            expected="three or more sites", got="2",
+            fix="add a site, or pass --allow-two-sites (allow_two_sites=True) if both sites "
+            "accept that each learns the other's statistics",
+        )
+    if n == 2:
+        logger.warning("two sites: each site learns the other site's sums (allowed)")
 
 
 def _write(results: pd.DataFrame, out: str, opts: _Options, data: _SiteData, trait: _Trait,
@@ -1304,6 +1337,8 @@ def secure_gwas(
     chunk_size: int | None = None,
     dealer: Literal["none", "ttp", "trusted_first_party"] = "none",
     op_timeout_s: float = 1800.0,
+    links: Literal["gloo", "relay"] | Sequence[LinkConfig] = "gloo",
+    allow_two_sites: bool = False,
 ) -> SecureGwasRun:
     """Run a secure multi-site GWAS with one party process per site on this host.
 
@@ -1346,6 +1381,13 @@ def secure_gwas(
     op_timeout_s
         How long one protocol step may wait for the slowest site (its local work included,
         e.g. ingesting a large VCF before the first step).
+    links
+        ``"gloo"`` (default: loopback TCP, as on one trusted host), ``"relay"`` (every site
+        with its own key pair, mutual TLS to a relay process, messages sealed end to end, as
+        across hosts: :mod:`secured_bio.privacy.smpc.links`) or one
+        :class:`~secured_bio.privacy.smpc.LinkConfig` per site.
+    allow_two_sites
+        Run with two sites although each then learns the other's sums (refused otherwise).
 
     Returns
     -------
@@ -1374,11 +1416,13 @@ def secure_gwas(
     """
     args = _party_args(sites, pheno=pheno, test=test, out=out, pheno_name=pheno_name,
                        covar=covar, covar_names=covar_names, pcs=pcs, firth=firth,
-                       intersect=intersect, chunk_size=chunk_size, dealer=dealer)
+                       intersect=intersect, chunk_size=chunk_size, dealer=dealer,
+                       allow_two_sites=allow_two_sites)
     port = master_port if master_port is not None else free_port(master_addr)
     try:
         outcomes = run_parties(_site_entry, args, master_addr=master_addr, master_port=port,
-                               timeout_s=timeout_s, op_timeout_s=op_timeout_s, dealer=dealer)
+                               timeout_s=timeout_s, op_timeout_s=op_timeout_s, dealer=dealer,
+                               links=links)
     except ProtocolError as e:
         e.add_note("party ranks: " + ", ".join(f"{r} = site '{a.site}'"
                                                 for r, a in enumerate(args)))
@@ -1391,6 +1435,7 @@ def _party_args(
     out: str | os.PathLike[str] | None, pheno_name: str | None,
     covar: str | os.PathLike[str] | None, covar_names: Sequence[str] | None, pcs: int,
     firth: FirthMode, intersect: bool, chunk_size: int | None, dealer: str,
+    allow_two_sites: bool = False,
 ) -> list[_PartyArg]:
     """Check the options of :func:`secure_gwas`; one party argument per site, in rank order."""
     if len(sites) < 2:
@@ -1401,9 +1446,7 @@ def _party_args(
               chunk_size=chunk_size)
     for name, path in sites.items():
         _check_site(name, path)
-    if len(sites) == 2:
-        logger.warning("two sites: each site can subtract its own sums from the pooled ones "
-                       "and so learns the other site's sums; use three or more")
+    _two_sites(len(sites), allow_two_sites, "--site")
     opts = _options(test, pheno, pheno_name, covar, covar_names, pcs, firth, intersect,
                     chunk_size, dealer)
     out_s = str(Path(out).absolute()) if out is not None else None
@@ -1445,13 +1488,15 @@ def run_site(
     firth: FirthMode = False,
     intersect: bool = False,
     master_addr: str = "127.0.0.1",
-    master_port: int,
+    master_port: int | None = None,
     timeout_s: float = 120.0,
     chunk_size: int | None = None,
     dealer: Literal["none", "ttp", "trusted_first_party"] = "none",
     interface: str | None = None,
     progress: bool = False,
     op_timeout_s: float = 1800.0,
+    link: LinkConfig | None = None,
+    allow_two_sites: bool = False,
 ) -> SecureGwasRun:
     """Run ONE site of a secure GWAS in this process (for a site on its own host).
 
@@ -1479,6 +1524,12 @@ def run_site(
         Show a progress bar.
     op_timeout_s
         How long one protocol step may wait for the slowest site.
+    link
+        Talk through an encrypted relay (mutual TLS, roster-authenticated keys, sealed
+        messages; :mod:`secured_bio.privacy.smpc.links`) instead of gloo; then the rank
+        must match this site's place on the roster and ``master_*``/``interface`` are unused.
+    allow_two_sites
+        Run with two sites although each then learns the other's sums (refused otherwise).
 
     Returns
     -------
@@ -1501,6 +1552,7 @@ def run_site(
     if not isinstance(world_size, int) or world_size < 2:
         raise ConfigError("a secure GWAS needs at least two sites", where="--world-size",
                           expected="an integer >= 2", got=repr(world_size))
+    _two_sites(world_size, allow_two_sites, "--world-size")
     _validate(test, pheno=pheno, covar=covar, covar_names=covar_names, pcs=pcs, firth=firth,
               chunk_size=chunk_size)
     _check_site(site_name, path)
@@ -1512,7 +1564,7 @@ def run_site(
     result: SecureGwasRun = run_party(
         rank, world_size, _site_protocol, arg, master_addr=master_addr,
         master_port=master_port, timeout_s=timeout_s, op_timeout_s=op_timeout_s, dealer=dealer,
-        interface=interface,
+        interface=interface, link=link,
     )
     return result
 

@@ -42,3 +42,116 @@ def audited_site(arg: Any) -> dict[str, Any]:
         sg.secure_sum_many = real  # type: ignore[assignment]
     sent = [(m.op, m.peer, m.payload) for m in log.sent()]
     return {"outcome": outcome, "calls": calls, "sent": sent}
+
+
+# -- what goes through the rendezvous store ----------------------------------------------------
+
+
+def _as_bytes(value: Any) -> bytes:
+    if isinstance(value, str):
+        return value.encode()
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    if isinstance(value, (list, tuple)):  # a vector<uint8_t> from C++
+        return bytes(value)
+    return str(value).encode()
+
+
+def install_store_recorder(log: list[tuple[str, str, bytes]]) -> None:
+    """Replace ``torch.distributed.TCPStore`` by a wrapper that logs every store operation.
+
+    The wrapper is a Python :class:`torch.distributed.Store`: both the calls made in Python
+    (the party's own rendezvous keys) and those made in C++ (the process groups CrypTen
+    builds on the store, through ``PrefixStore``) reach it.  Each entry is
+    ``(operation, key, value bytes)``; for reads the value is what the store returned.
+    """
+    import torch.distributed as dist
+
+    real = getattr(dist.TCPStore, "_secured_bio_real", dist.TCPStore)
+
+    class RecordingStore(dist.Store):  # type: ignore[misc]
+        _secured_bio_real = real
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__()
+            self._inner = real(*args, **kwargs)
+
+        def _log(self, op: str, key: str, value: Any = b"") -> None:
+            log.append((op, str(key), _as_bytes(value)))
+
+        def set(self, key: str, value: Any) -> None:
+            self._log("set", key, value)
+            self._inner.set(key, value)
+
+        def get(self, key: str) -> bytes:
+            value = self._inner.get(key)
+            self._log("get", key, value)
+            return value
+
+        def add(self, key: str, amount: int) -> int:
+            self._log("add", key, str(amount))
+            return self._inner.add(key, amount)
+
+        def compare_set(self, key: str, expected: Any, desired: Any) -> bytes:
+            self._log("compare_set", key, _as_bytes(expected) + b"->" + _as_bytes(desired))
+            return self._inner.compare_set(key, expected, desired)
+
+        def multi_get(self, keys: list[str]) -> list[bytes]:
+            values = self._inner.multi_get(keys)
+            for key, value in zip(keys, values, strict=True):
+                self._log("get", key, value)
+            return values
+
+        def multi_set(self, keys: list[str], values: list[Any]) -> None:
+            for key, value in zip(keys, values, strict=True):
+                self._log("set", key, value)
+            self._inner.multi_set(keys, values)
+
+        def append(self, key: str, value: Any) -> None:
+            self._log("append", key, value)
+            self._inner.append(key, value)
+
+        def check(self, keys: list[str]) -> bool:
+            for key in keys:
+                self._log("check", key)
+            return self._inner.check(keys)
+
+        def wait(self, keys: list[str], *timeout: Any) -> None:
+            for key in keys:
+                self._log("wait", key)
+            self._inner.wait(keys, *timeout)
+
+        def delete_key(self, key: str) -> bool:
+            self._log("delete_key", key)
+            return self._inner.delete_key(key)
+
+        def num_keys(self) -> int:
+            return self._inner.num_keys()
+
+        def set_timeout(self, timeout: Any) -> None:
+            self._inner.set_timeout(timeout)
+
+        def has_extended_api(self) -> bool:
+            return True
+
+    dist.TCPStore = RecordingStore  # type: ignore[misc, assignment]
+
+
+def store_recorded_site(rank: int, world_size: int, site: str, path: str, port: int,
+                        options: dict[str, Any], results: Any) -> None:
+    """Process target: run one site with :func:`secure_gwas.run_site`, its store recorded."""
+    log: list[tuple[str, str, bytes]] = []
+    try:
+        install_store_recorder(log)
+        from secured_bio.genomics import secure_gwas as sg
+
+        run = sg.run_site(rank, world_size, site, path, master_port=port, **options)
+        results.put((rank, "ok", log, run.results.shape[0]))
+    except BaseException as e:  # reported to the test, which fails
+        import traceback
+
+        traceback.print_exc()
+        results.put((rank, f"error: {type(e).__name__}: {e}", log, 0))
+    finally:
+        results.close()
+        results.join_thread()

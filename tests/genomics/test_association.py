@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import requires_tools
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import optimize, special, stats
@@ -37,10 +37,7 @@ MIN_R = 0.9999
 MAX_DELTA_LOG10P = 0.01
 MAX_MEDIAN_REL_EFFECT = 1e-3
 
-needs_plink = pytest.mark.skipif(
-    shutil.which("plink2") is None or shutil.which("plink1.9") is None,
-    reason="plink2/plink1.9 not installed (make sysdeps)",
-)
+needs_plink = requires_tools("plink2", "plink1.9")
 
 
 # ------------------------------------------------------------------------------ fixtures

@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import requires_tools
 
 from secured_bio.cli import main
 from secured_bio.genomics import sumstats as S
 from secured_bio.genomics.gwas_cli import run_gwas
 
-needs_plink2 = pytest.mark.skipif(shutil.which("plink2") is None,
-                                  reason="plink2 not installed (make sysdeps)")
+needs_plink2 = requires_tools("plink2")
 
 
 @pytest.fixture(scope="module")

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import itertools
 import math
-import shutil
 import subprocess
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import requires_tools
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -27,14 +27,13 @@ from secured_bio.genomics import (
 from secured_bio.genomics.qc import _fmt
 from secured_bio.testing import simulate_genotypes
 
-PLINK2 = shutil.which("plink2")
-needs_plink2 = pytest.mark.skipif(PLINK2 is None, reason="plink2 not installed")
+PLINK2 = "plink2"
+needs_plink2 = requires_tools(PLINK2)
 PLINK_OPTS = ["--threads", "1", "--memory", "2000"]
 REPORTS = (".afreq", ".hardy", ".vmiss", ".smiss", ".het")
 
 
 def plink2(*args: str) -> None:
-    assert PLINK2 is not None
     subprocess.run([PLINK2, *args, *PLINK_OPTS], check=True, capture_output=True)
 
 

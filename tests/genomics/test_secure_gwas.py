@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import gzip
 import json
-import shutil
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -17,8 +17,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import BIN
+from conftest import BIN, requires_tools
 from genomics import _secure_party_fns as fns
+from privacy.smpc import _leak_check as leak
 
 from secured_bio.cli import main
 from secured_bio.errors import ConfigError, InputFileNotFoundError
@@ -27,10 +28,8 @@ from secured_bio.genomics import secure_gwas as sg
 from secured_bio.genomics import sumstats as S
 from secured_bio.genomics.gwas_cli import run_gwas
 from secured_bio.privacy.smpc import free_port, run_parties
-from secured_bio.privacy.smpc.protocols import _MAGIC
 
-needs_plink2 = pytest.mark.skipif(shutil.which("plink2") is None,
-                                  reason="plink2 not installed (make sysdeps)")
+needs_plink2 = requires_tools("plink2")
 
 TESTS = ("linear", "logistic", "allelic", "trend")
 # Options of each audited run: the linear one also covers the federated PCA.
@@ -92,21 +91,25 @@ def pooled(cohort: dict[str, Any]) -> dict[str, pd.DataFrame]:
                         **_kwargs(cohort, t)).results for t in TESTS}
 
 
+def _audited_run(sites: dict[str, Path], cohort: dict[str, Any], test: str, out: Path, *,
+                 intersect: bool = False, chunk: int | None = None) -> dict[str, Any]:
+    """One secure run with every party audited (messages and secure sums)."""
+    args = sg._party_args(sites, out=out, intersect=intersect, chunk_size=chunk,
+                          dealer="none", covar_names=None, firth=False,
+                          **{"covar": None, "pcs": 0, **_kwargs(cohort, test)})
+    parties = run_parties(fns.audited_site, args, timeout_s=60)
+    return {"run": sg._first_run([p["outcome"] for p in parties]), "parties": parties,
+            "out": out}
+
+
 @pytest.fixture(scope="module")
 def audited(cohort: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """One secure run per test with every party audited (messages and secure sums)."""
-    runs = {}
-    for test in TESTS:
-        out = cohort["dir"] / "secure" / test / "run"
-        # linear: 4 secure blocks (128 + 128 + 128 + 16 variants), the PCA's included.
-        chunk = 128 if test == "linear" else None
-        args = sg._party_args(cohort["sites"], out=out, intersect=False, chunk_size=chunk,
-                              dealer="none", covar_names=None, firth=False,
-                              **{"covar": None, "pcs": 0, **_kwargs(cohort, test)})
-        parties = run_parties(fns.audited_site, args, timeout_s=60)
-        runs[test] = {"run": sg._first_run([p["outcome"] for p in parties]),
-                      "parties": parties, "out": out}
-    return runs
+    # linear: 4 secure blocks (128 + 128 + 128 + 16 variants), the PCA's included.
+    return {test: _audited_run(cohort["sites"], cohort, test,
+                               cohort["dir"] / "secure" / test / "run",
+                               chunk=128 if test == "linear" else None)
+            for test in TESTS}
 
 
 def _agreement(ours: pd.DataFrame, ref: pd.DataFrame, effect: str) -> dict[str, float]:
@@ -231,6 +234,27 @@ def test_secure__writes_the_outputs_of_gwas_run_and_a_protocol_section(audited) 
 
 
 # ------------------------------------------------------------------------ the reveal set
+@pytest.fixture(scope="module")
+def fewer_variants(cohort: dict[str, Any]) -> tuple[Path, list[int]]:
+    """site3's VCF without 7 of its variants (plain text: ingest reads it too)."""
+    header, records = _read_vcf(cohort["sites"]["site3"])
+    dropped = [0, 1, 50, 51, 52, 200, 399]
+    kept = [r for i, r in enumerate(records) if i not in dropped]
+    return _write_vcf(cohort["dir"] / "site3_fewer.vcf", header, kept), dropped
+
+
+@pytest.fixture(scope="module")
+def audited_intersect(cohort: dict[str, Any], fewer_variants: tuple[Path, list[int]]
+                      ) -> dict[str, Any]:
+    """An audited allelic run with --intersect: site3 lacks 7 variants and is rank 0."""
+    sites = {"site3": fewer_variants[0], "site1": cohort["sites"]["site1"],
+             "site2": cohort["sites"]["site2"]}  # site3 first: rank 0 holds the short list
+    return _audited_run(sites, cohort, "allelic", cohort["dir"] / "secure" / "intersect" / "i",
+                        intersect=True)
+
+
+#: The audited runs of the reveal-set test: the four tests, and the variant intersection.
+REVEAL_RUNS = (*TESTS, "intersect")
 GATHERED = {"status", "site_name", "n_variants", "variant_digest", "options_digest",
             "protocol_stats", "candidate_digest", "ordered_digest"}
 
@@ -248,15 +272,22 @@ def _encoded(call: dict[str, Any]) -> np.ndarray:
     return np.concatenate(parts) if parts else np.zeros(0, np.int64)
 
 
-@pytest.mark.parametrize("test", TESTS)
-def test_secure__nothing_outside_the_reveal_set_leaves_a_site(audited, cohort,
-                                                              test: str) -> None:
-    parties = audited[test]["parties"]
+@pytest.mark.parametrize("name", REVEAL_RUNS)
+def test_secure__nothing_outside_the_reveal_set_leaves_a_site(request, cohort,
+                                                              name: str) -> None:
+    intersect = name == "intersect"
+    test = "allelic" if intersect else name
+    audit = (request.getfixturevalue("audited_intersect") if intersect
+             else request.getfixturevalue("audited")[test])
+    parties = audit["parties"]
     n = len(parties)
     documented = set(sg.reveal_set(test, covariates=test in ("linear", "logistic"),
-                                   pcs=OPTIONS[test].get("pcs", 0)))
+                                   pcs=OPTIONS[test].get("pcs", 0), intersect=intersect))
     calls = [p["calls"] for p in parties]
     assert len({len(c) for c in calls}) == 1  # every party made the same calls
+    used = set().union(*(c["inputs"] for c in calls[0]))
+    if intersect:  # the intersection ran: bucket counts and candidate digests were summed
+        assert {"bucket_sites", "candidate_digest", "ordered_digest"} <= used
     for i, call0 in enumerate(calls[0]):
         keys = set(call0["inputs"])
         assert keys <= documented, keys - documented
@@ -276,27 +307,23 @@ def test_secure__nothing_outside_the_reveal_set_leaves_a_site(audited, cohort,
             for r in range(1, n):
                 np.testing.assert_array_equal(calls[r][i]["outputs"][key], revealed)
 
-    # Every message a party sent is a header, its key-agreement value or a masked vector
-    # that does not reveal its plaintext: masked words are uniform over 2**64, plaintext
-    # statistics, genotypes and fixed-point values are all far below 2**56.
+    # Every message a party sent, each on its own, is a protocol header or uniform 64-bit
+    # words (its key-agreement value, masked vectors) that equal none of its plaintext
+    # inputs (tests/privacy/smpc/_leak_check.py): one small unmasked vector among thousands
+    # of masked ones fails, which a fraction of small words pooled over all messages missed.
     for rank, party in enumerate(parties):
-        encodings = [_encoded(c) for c in party["calls"]]
-        masked: list[np.ndarray] = []
-        for op, _, payload in party["sent"]:
-            assert op == "isend"
-            if payload.size == 5 and payload[0] == _MAGIC:
-                assert payload[2] == 0  # status: every value in range
-                continue
-            masked.append(payload)
-            for x in encodings:
-                if x.size == payload.size and x.size:
-                    assert np.mean(payload == x) < 0.05
-        words = np.concatenate(masked)
-        assert words.size > 100
-        assert np.mean(np.abs(words.astype(np.float64)) < 2.0**56) < 0.03, rank
+        assert all(op == "isend" for op, _, _ in party["sent"])
+        payloads = [payload for _, _, payload in party["sent"]]
+        report = leak.check_sent(payloads, known=[_encoded(c) for c in party["calls"]])
+        assert not report.problems, (rank, report.problems[:5])
+        # one header per call and peer; masked data for every non-empty call; one key each
+        assert report.count("header") == (n - 1) * len(party["calls"]), rank
+        assert report.count("data") + report.count("key") >= (n - 1) * sum(
+            _encoded(c).size > 0 for c in party["calls"]), rank
+        assert all(np.asarray(p)[2] == 0 for p in payloads if leak.is_header(np.asarray(p)))
 
     # The revealed per-variant statistics equal the pooled plaintext sums.
-    if test in ("allelic", "trend"):
+    if test in ("allelic", "trend") and not intersect:
         from secured_bio.genomics import phenotypes as ph
         from secured_bio.genomics.store import open_genotypes
 
@@ -310,6 +337,62 @@ def test_secure__nothing_outside_the_reveal_set_leaves_a_site(audited, cohort,
                for k in sg.reveal_set(test) if k.startswith("cc_")}
         for key, value in got.items():
             np.testing.assert_array_equal(value, getattr(want, key[3:]))
+
+
+# ------------------------------------------------------------------ the rendezvous store
+#: What may pass through the TCPStore that party rank 0 hosts: each party's joined/done
+#: flag, and the process groups CrypTen builds on it (gloo's per-pair addresses).
+STORE_KEYS = re.compile(r"secured_bio/(joined|done)/(\d+)|secured_bio/pg/.+")
+STORE_VALUE_MAX = 512  # bytes; a gloo address is ~100
+
+
+def test_secure__rendezvous_store_carries_flags_and_addresses_only(tmp_path: Path) -> None:
+    """Record every store operation of every party (the Python calls and gloo's, in C++)."""
+    import multiprocessing
+
+    from secured_bio.testing import simulate_genotypes
+
+    c = simulate_genotypes(tmp_path, n_sites=3, samples_per_site=40, n_variants=60,
+                           n_causal=2, seed=5)
+    ctx = multiprocessing.get_context("spawn")
+    results, port = ctx.Queue(), free_port()
+    options = {"pheno": str(c.pheno_path), "pheno_name": "case", "test": "trend",
+               "timeout_s": 60}
+    procs = [ctx.Process(target=fns.store_recorded_site,
+                         args=(rank, 3, site, str(path), port, options, results))
+             for rank, (site, path) in enumerate(zip(c.sites, c.vcf_paths, strict=True))]
+    for proc in procs:
+        proc.start()
+    try:
+        got = sorted(results.get(timeout=180) for _ in procs)
+    finally:
+        for proc in procs:
+            proc.join(timeout=30)
+            if proc.is_alive():
+                proc.kill()
+    assert [(rank, status, n) for rank, status, _, n in got] == [(r, "ok", 60) for r in range(3)]
+
+    ids = pd.read_csv(c.pheno_path, sep="\t", dtype=str)["#IID"].tolist()
+    secrets = [s.encode() for s in ids + [str(p) for p in c.vcf_paths] + [str(c.pheno_path)]]
+    for rank, _, log, _ in got:
+        ops = {op for op, _, _ in log}
+        assert ops <= {"set", "get", "wait", "check", "add", "compare_set", "append",
+                       "delete_key"}, ops
+        written = [(op, key, value) for op, key, value in log
+                   if op in ("set", "add", "compare_set", "append")]
+        assert written, rank
+        for op, key, value in log:
+            m = STORE_KEYS.fullmatch(key)
+            assert m, (rank, op, key)
+            if m.group(1):  # our own flags: a party writes its own, "1"
+                assert op != "set" or (m.group(2) == str(rank) and value == b"1"), \
+                    (rank, op, key, value)
+            assert len(value) <= STORE_VALUE_MAX, (rank, op, key, len(value))
+            assert not any(x in value or x in key.encode() for x in secrets), (rank, key)
+        assert {key for op, key, _ in written if not key.startswith("secured_bio/pg/")} == {
+            f"secured_bio/joined/{rank}", f"secured_bio/done/{rank}"}
+        # a few kilobytes per party whatever the data: the store carries no statistics
+        assert sum(len(v) for _, _, v in written) <= 4096, rank
 
 
 # ------------------------------------------------------------------------ CLI and Firth
@@ -353,13 +436,6 @@ def _secure_args(sites: dict[str, Path], cohort: dict[str, Any], out: Path, *ext
                    "--test", test, "--out", str(out), *extra]
 
 
-@pytest.fixture(scope="module")
-def fewer_variants(cohort: dict[str, Any]) -> tuple[Path, list[int]]:
-    """site3's VCF without 7 of its variants (plain text: ingest reads it too)."""
-    header, records = _read_vcf(cohort["sites"]["site3"])
-    dropped = [0, 1, 50, 51, 52, 200, 399]
-    kept = [r for i, r in enumerate(records) if i not in dropped]
-    return _write_vcf(cohort["dir"] / "site3_fewer.vcf", header, kept), dropped
 
 
 def test_secure__different_variant_sets_fail_naming_the_sites(
@@ -371,12 +447,9 @@ def test_secure__different_variant_sets_fail_naming_the_sites(
 
 
 def test_secure__intersect_analyses_the_common_variants_and_reports_drops(
-        cohort, fewer_variants, pooled, tmp_path: Path) -> None:
-    path, dropped = fewer_variants
-    sites = {"site3": path, "site1": cohort["sites"]["site1"],
-             "site2": cohort["sites"]["site2"]}  # site3 first: rank 0 holds the short list
-    run = sg.secure_gwas(sites, pheno=cohort["cohort"].pheno_path, pheno_name="case",
-                         test="allelic", out=tmp_path / "i", intersect=True, timeout_s=60)
+        audited_intersect, fewer_variants, pooled) -> None:
+    _, dropped = fewer_variants
+    run = audited_intersect["run"]
     assert run.dropped_variants == {"site3": 0, "site1": 7, "site2": 7}
     protocol = run.summary["protocol"]
     assert protocol["variants_analysed"] == 393 and protocol["intersect"] is True
@@ -428,7 +501,7 @@ def test_secure__bad_phenotype_fails_at_every_site(
     pheno.write_text("#IID\ty\n" + "".join(f"{i}\t{values[k % 2]}\n"
                                             for k, i in enumerate(ids)))
     sites = {k: cohort["sites"][k] for k in ("site1", "site2")}
-    args = _secure_args(sites, cohort, tmp_path / "out" / "x")
+    args = _secure_args(sites, cohort, tmp_path / "out" / "x", "--allow-two-sites")
     args[args.index("--pheno") + 1] = str(pheno)
     args[args.index("--pheno-name") + 1] = "y"
     err = _fails(args, tmp_path / "out", capsys, (pattern, str(pheno)))
@@ -437,8 +510,9 @@ def test_secure__bad_phenotype_fails_at_every_site(
 
 def _party_cmd(rank: int, name: str, path: Path, port: int, pheno: Path, out: Path,
                timeout: str = "60") -> list[str]:
-    return [str(BIN / "secured-bio"), "gwas", "party", "--rank", str(rank), "--world-size",
-            "3", "--site", f"{name}={path}", "--master-port", str(port), "--timeout", timeout,
+    return [str(BIN / "secured-bio"), "gwas", "party", "--unauthenticated-gloo", "--rank",
+            str(rank), "--world-size", "3", "--site", f"{name}={path}", "--master-port",
+            str(port), "--timeout", timeout,
             "--pheno", str(pheno), "--pheno-name", "case", "--test", "trend", "--out",
             str(out)]
 

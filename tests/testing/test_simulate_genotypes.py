@@ -5,12 +5,12 @@ from __future__ import annotations
 import gzip
 import json
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import requires_tools
 from scipy import stats
 
 from secured_bio.errors import ConfigError
@@ -282,9 +282,7 @@ def test_simulate_genotypes__bad_parameters_raise_config_error(
 
 
 @pytest.mark.reference
-@pytest.mark.skipif(
-    not (shutil.which("plink2") and shutil.which("bcftools")), reason="needs plink2 and bcftools"
-)
+@requires_tools("plink2", "bcftools")
 def test_simulate_genotypes__plink2_glm_finds_causal_variants(
     cohort: GenotypeCohort, tmp_path: Path
 ) -> None:

@@ -60,18 +60,26 @@ def nifti(in_path: Path, out_path: Path, deface: bool, no_sidecar: bool,
 @click.option("--min-ac", type=click.IntRange(min=1), default=None,
               help="Drop records whose rarest ALT allele is carried fewer than N times "
                    "(3 drops singletons and doubletons).")
+@click.option("--drop-header", "drop_header", multiple=True, metavar="KEY",
+              help="Also remove the ##KEY=... header lines (repeatable), e.g. a pipeline's "
+                   "own line that names a sample.")
 @click.option("--report", "report_path", type=click.Path(path_type=Path), default=None,
               help="Write the counts as JSON.")
 def vcf(in_path: Path, out_path: Path, key_file: Path, min_ac: int | None,
-        report_path: Path | None) -> None:
+        drop_header: tuple[str, ...], report_path: Path | None) -> None:
     """De-identify a VCF: keyed sample pseudonyms, identifying header lines, rare variants.
 
     \b
     secured-bio anonymize vcf site1.vcf.gz release/site1.vcf.gz --key-file site.key --min-ac 3
-    Writes OUT (.vcf.gz, bgzipped) and OUT.tbi; genotypes are unchanged.
+    Writes OUT (.vcf.gz, bgzipped) and OUT.tbi; genotypes are unchanged.  Removes sample
+    and pedigree lines, command lines (GATK, DRAGEN, bcftools...), free-text ##source and
+    header lines holding local paths.  If any other header line names an original sample
+    ID, nothing is written and the message names that line's key (drop it with
+    --drop-header KEY).
     """
     from secured_bio.privacy.anonymize.vcf import deidentify_vcf, read_key_file
 
-    report = deidentify_vcf(in_path, out_path, key=read_key_file(key_file), min_ac=min_ac)
+    report = deidentify_vcf(in_path, out_path, key=read_key_file(key_file), min_ac=min_ac,
+                            drop_header=drop_header)
     _write_report(report.to_dict(), report_path)
     click.echo(report.summary())

@@ -4,6 +4,8 @@
 :func:`anonymize_csv` reads and writes files (both outputs atomically, together) and is what
 ``secured-bio anonymize table`` calls.  Every release is re-checked by pycanon (an independent
 implementation of k-anonymity, l-diversity and t-closeness) and both figures go in the report.
+The check fails closed: when the achieved k, l or t is below the request (by our figures or
+pycanon's) or the two disagree, :func:`anonymize` raises and nothing is written.
 
 Privacy rule: errors, logs and the report hold column names, counts and released labels
 (which are in the release anyway), never input values.
@@ -299,6 +301,76 @@ def _agree(ours: dict[str, Any], theirs: dict[str, Any]) -> bool:
     return bool(ok)
 
 
+def _model_checks(models: pm.PrivacyModels, figures: Mapping[str, Any], source: str
+                  ) -> list[tuple[str, str, str, bool]]:
+    """(model, requested, achieved, met) for each requested model, from one set of figures."""
+    rows = [("k-anonymity", f"k >= {models.k}", f"k = {figures.get('k')}",
+             figures.get("k") is not None and figures["k"] >= models.k)]
+    if models.l is not None:
+        if models.l_kind == "entropy":
+            got = figures.get("l_entropy")
+            rows.append(("entropy l-diversity", f"exp(entropy) >= {models.l}",
+                         f"{got}", got is not None and got >= models.l))
+        else:
+            got = figures.get("l_distinct")
+            rows.append((f"{models.l_kind} l-diversity", f"l >= {models.l}", f"l = {got}",
+                         got is not None and got >= models.l))
+        if models.l_kind == "recursive" and source == "ours":
+            # pycanon's recursive c uses another formula (see verify_with_pycanon): ours only
+            ratio = figures.get("recursive_c_ratio")
+            assert models.c is not None
+            rows.append(("recursive (c,l)-diversity", f"r1 / (rl + ... + rm) < {models.c}",
+                         "inf" if ratio is None else f"{ratio}",
+                         ratio is not None and ratio < models.c))
+    if models.t is not None:
+        got = figures.get("t")
+        rows.append(("t-closeness", f"t <= {models.t}", f"t = {got}",
+                     got is not None and got <= models.t + 1e-9))
+    return rows
+
+
+def _require_models(models: pm.PrivacyModels, achieved: Mapping[str, Any], method: str
+                    ) -> None:
+    """Raise unless our figures and pycanon's (when computed) meet every requested model.
+
+    Raises
+    ------
+    InputError
+        With one note per model: requested, ours, pycanon's (figures only, never values).
+    """
+    sources = [("ours", achieved["ours"])]
+    if "pycanon" in achieved:
+        sources.append(("pycanon", achieved["pycanon"]))
+    failed: list[str] = []
+    notes: list[str] = []
+    for source, figures in sources:
+        for model, requested, got, met in _model_checks(models, figures, source):
+            notes.append(f"{model}: requested {requested}; {source}: {got}"
+                         + ("" if met else "  <- NOT MET"))
+            if not met:
+                failed.append(f"{model} ({source})")
+    disagree = "pycanon" in achieved and not achieved.get("agree", False)
+    if not failed and not disagree:
+        return
+    what = ("the release does not meet the requested privacy models; nothing was released"
+            if failed else "pycanon's privacy figures differ from ours; nothing was released")
+    got = ", ".join(failed) + " not met" if failed else "ours and pycanon's figures differ"
+    if failed and disagree:
+        got += "; pycanon's figures also differ from ours"
+    fix = ("allow more suppression (--max-suppression, with --method lattice), give coarser "
+           "hierarchies (--hierarchies), use fewer quasi-identifiers (--qi), or relax the "
+           "request (lower --k/--l, raise --t)")
+    if not failed:
+        fix = ("report this as a bug in secured_bio (or pycanon), with the command and "
+               "pycanon's version; meanwhile try another --method")
+    err = InputError(what, where=f"anonymize (method {method})",
+                     expected="every requested model met, by us and by pycanon", got=got,
+                     fix=fix)
+    for note in notes:
+        err.add_note(note)
+    raise err
+
+
 # ------------------------------------------------------------------------------- anonymize
 def anonymize(
     df: pd.DataFrame,
@@ -345,7 +417,8 @@ def anonymize(
     drop
         Direct identifiers to remove from the release (e.g. ``patient_id``).
     verify
-        Re-check the release with pycanon (k, and the l and t models requested).
+        Re-check the release with pycanon (k, and the l and t models requested); the
+        release must then meet the request by pycanon's figures too.
     keep_unique
         Release a non-numeric column that holds a distinct value in every row (an apparent
         direct identifier such as a patient ID) unchanged.  By default such a column that
@@ -365,7 +438,11 @@ def anonymize(
         column both quasi-identifier and sensitive, unknown method...).
     InputError
         If k exceeds the number of records, a hierarchy does not cover a value, or no release
-        satisfies the models within the suppression limit.
+        satisfies the models within the suppression limit.  Also (fail closed) if the
+        release found does not meet every requested model by our own figures or, with
+        ``verify``, by pycanon's, or if pycanon's figures disagree with ours: the error's
+        notes give, per model, the request, our figure and pycanon's; no release is
+        returned.
     ConfigError
         If a released column looks like a direct identifier (see ``keep_unique``).
 
@@ -475,8 +552,10 @@ def anonymize(
                                      t=t is not None)
         report["achieved"]["pycanon"] = theirs
         report["achieved"]["agree"] = _agree(ours, theirs)
-        if not report["achieved"]["agree"]:  # pragma: no cover - a bug in one of the two
-            logger.warning("pycanon's privacy figures differ from ours; see the report")
+    # Fail closed: a release below the request, or one pycanon does not confirm, is never
+    # returned (so never written).
+    _require_models(models, report["achieved"], method)
+    report["achieved"]["meets_request"] = True
     report["elapsed_s"] = {"search": round(searched - started, 3),
                            "total": round(time.perf_counter() - started, 3)}
     logger.info("released %d of %d records in %d classes (method %s)", len(out), n,

@@ -5,14 +5,32 @@
 - sample IDs are replaced by keyed pseudonyms ``sb-<16 hex>`` (HMAC-SHA256 with a key that
   stays at the site, RFC 2104): the same key gives the same pseudonym, so a site can link its
   releases, and nobody without the key can recompute or test a guessed ID;
-- header lines that identify people, machines or runs are removed: ``##SAMPLE`` and
-  ``##PEDIGREE`` (they hold sample IDs), ``##fileDate``, command lines (``##commandline``,
-  ``##bcftools_viewCommand``, ``##GATKCommandLine``...: they hold file paths and user names),
-  and any other unstructured line (``##key=value``, not ``##key=<...>``) whose value holds a
-  file path (``##source=/home/...``, ``##reference=file:///...``).  ``##source=`` naming a
-  program (``##source=msprime 1.3``), URLs of public resources (``ftp://``, ``https://``),
-  version lines (``##bcftools_viewVersion``) and every structured line (INFO, FORMAT, FILTER,
-  contig, ALT) are kept.  INFO fields are copied as they are: INFO/AC, AN and AF may describe
+- header lines that identify people, machines or runs are removed, by these rules (keys are
+  compared case-insensitively):
+
+  1. ``##SAMPLE`` and ``##PEDIGREE`` (they hold sample IDs), ``##fileDate``, and every line
+     whose key names a command line or the options of a run: a key containing ``command`` or
+     ``cmdline``, or ending in ``cmd`` or ``options`` (``##GATKCommandLine``,
+     ``##GATKCommandLine.HaplotypeCaller`` of GATK3, ``##DRAGENCommandLine``,
+     ``##bcftools_viewCommand``, ``##commandline``, ``##cmdline``, ``##SnpEffCmd``,
+     ``##platypusOptions``...): they hold input and output paths, user names and the
+     ``-s``/``--RGSM`` sample names;
+  2. ``##source=`` unless its value is a program name with an optional version
+     (``##source=HaplotypeCaller``, ``##source=freeBayes v1.3.6``); free text
+     (``##source=... sample HG00097``) goes;
+  3. every other line whose value holds a local file path (an absolute POSIX path, ``~/``,
+     a ``file:`` URL or a Windows drive: ``##reference=file:///home/x/hs37d5.fa``);
+     URLs of public resources (``ftp://``, ``https://``) are kept;
+  4. the keys the caller names in ``drop_header``.
+
+  The lines that records depend on (``##fileformat``, ``##INFO``, ``##FORMAT``,
+  ``##FILTER``, ``##ALT``, ``##contig``) are never removed.  After these rules, any line left
+  (these included) that still holds a local path or names an original sample ID (as a whole
+  word, case-insensitively; IDs shorter than 4 characters are not searched, they cannot be
+  told from numbers and versions) makes the whole call fail with :class:`InputError` naming
+  the header key and line, never the value, and nothing is written: remove that line or
+  name its key in ``drop_header``.  The same check covers the ID and INFO columns of the
+  records.  INFO fields are otherwise copied as they are: INFO/AC, AN and AF may describe
   a larger population than the samples in the file (as in 1000 Genomes subsets).  One line
   ``##secured_bio_deidentify=<...>`` is added: the format name and version, and how we
   recognise an output of ours;
@@ -34,7 +52,7 @@ import logging
 import os
 import re
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,10 +81,18 @@ MIN_KEY_BYTES = 32
 """Shortest accepted key: 256 bits, the HMAC-SHA256 output size (RFC 2104 section 3)."""
 PSEUDONYM_PREFIX = "sb-"
 _MARKER_KEY = "secured_bio_deidentify"
-_DROP_KEYS = {"sample", "pedigree", "filedate", "commandline"}
-_COMMAND_KEY = re.compile(r"command(line)?$", re.IGNORECASE)
-# A path in a free-text value: absolute POSIX path, home folder, file URL or Windows drive.
-_PATH = re.compile(r"(^|[\s=:,;\"'(])(/[\w.~-]|~/|file:|[A-Za-z]:\\)")
+_DROP_KEYS = {"sample", "pedigree", "filedate"}
+# Keys of command lines and run options (GATK3 appends ".<Walker>", bcftools prefixes the tool).
+_COMMAND_KEY = re.compile(r"command|cmdline|cmd$|options$", re.IGNORECASE)
+# Lines the records depend on: never dropped (a path or sample ID there refuses the file).
+_STRUCTURAL_KEYS = {"fileformat", "info", "format", "filter", "alt", "contig"}
+# ##source= kept only as a program name, optionally followed by a version.
+_PROGRAM = re.compile(r"[A-Za-z0-9][\w.+-]*( v?\d[\w.+-]*)?")
+# A local path in a value: absolute POSIX path, home folder, file URL or Windows drive,
+# at the start or after a separator ('/' is not one, so ftp://host//dir is not a path).
+_PATH = re.compile(r"(^|[\s=:,;\"'(\[{<|])(/[\w.~-]|~/|file:|[A-Za-z]:[\\/])")
+# Sample IDs shorter than this are not searched for (they look like numbers and versions).
+MIN_SEARCHED_ID_LENGTH = 4
 
 
 @dataclass
@@ -172,15 +198,101 @@ def _header_key(line: str) -> str:
     return line[2:].split("=", 1)[0].strip()
 
 
-def _drop_reason(line: str) -> str | None:
-    """Return the header key when a ``##`` line must go, else None."""
+def _header_value(line: str) -> str:
+    return line[2:].split("=", 1)[1].rstrip("\r\n") if "=" in line else ""
+
+
+def _drop_reason(line: str, extra_keys: frozenset[str] = frozenset()) -> str | None:
+    """Return the header key when a ``##`` line must go (rules 1-4 of the module), else None."""
     key = _header_key(line)
-    value = line[2:].split("=", 1)[1] if "=" in line else ""
-    if key.lower() in _DROP_KEYS or _COMMAND_KEY.search(key):
+    low = key.lower()
+    if low in _STRUCTURAL_KEYS:
+        return None
+    value = _header_value(line)
+    if low in _DROP_KEYS or low in extra_keys or _COMMAND_KEY.search(key):
         return key
-    if not value.startswith("<") and _PATH.search(value):
+    if low == "source" and not _PROGRAM.fullmatch(value.strip()):
+        return key
+    if _PATH.search(value):
         return key
     return None
+
+
+_ATTRIBUTE = re.compile(r'([^=,<>]+)=("(?:[^"\\]|\\.)*"|[^,>]*)')
+
+
+def _strip_contig_paths(line: str) -> tuple[str, int]:
+    """Remove the attributes of a ``##contig=<...>`` line whose value is a local path.
+
+    Sequence dictionaries carry the reference's location (``URL=file:/home/...``); ID and
+    length, which records depend on, are never paths.
+    """
+    body = _header_value(line)
+    if not (body.startswith("<") and body.endswith(">")):
+        return line, 0
+    attrs = _ATTRIBUTE.findall(body[1:-1])
+    keep = [(k, v) for k, v in attrs if not _PATH.search(v)]
+    if len(keep) == len(attrs):
+        return line, 0
+    rebuilt = ",".join(f"{k}={v}" for k, v in keep)
+    return f"##{_header_key(line)}=<{rebuilt}>\n", len(attrs) - len(keep)
+
+
+class _SampleIdSearch:
+    """Finds original sample IDs as whole words (case-insensitive) in text."""
+
+    def __init__(self, ids: Iterable[str]) -> None:
+        searched = sorted({i.lower() for i in ids if len(i) >= MIN_SEARCHED_ID_LENGTH},
+                          key=len, reverse=True)
+        self._regex = (re.compile("(?<![A-Za-z0-9])(" + "|".join(map(re.escape, searched))
+                                  + ")(?![A-Za-z0-9])", re.IGNORECASE) if searched else None)
+        # Records are many: split on characters no searched ID holds, then look tokens up.
+        self._set = set(searched)
+        chars = set("".join(searched))
+        seps = [c for c in "\t;=,|&:/()[]{}<>'\" .+" if c not in chars]
+        self._split = re.compile("[" + re.escape("".join(seps)) + "]") if seps else None
+
+    def in_header(self, text: str) -> bool:
+        return self._regex is not None and self._regex.search(text) is not None
+
+    def in_record_field(self, text: str) -> bool:
+        if not self._set or text in (".", ""):
+            return False
+        if self._split is None:
+            return self.in_header(text)
+        return any(t in self._set for t in self._split.split(text.lower()))
+
+
+def _check_header(lines: Sequence[tuple[int, str]], ids: Sequence[str], src: Path,
+                  drop_keys: frozenset[str], removed: Counter[str]) -> list[str]:
+    """Apply the header rules to the ``##`` lines once the sample IDs are known."""
+    search = _SampleIdSearch(ids)
+    kept = []
+    for lineno, line in lines:
+        reason = _drop_reason(line, drop_keys)
+        if reason is not None:
+            removed[reason] += 1
+            continue
+        key = _header_key(line)
+        if key.lower() == "contig":
+            line, n = _strip_contig_paths(line)
+            if n:
+                removed[f"{key}:path attribute"] += n
+        if _PATH.search(_header_value(line)):
+            raise InputError(
+                "a header line that cannot be removed holds a file path",
+                where=f"{src}:{lineno} (##{key})", expected="no local path in ##" + key,
+                got="a path", fix="edit that line (bcftools reheader -h new_header.txt)")
+        if search.in_header(line):
+            fix = ("remove the line (bcftools reheader -h new_header.txt)"
+                   if key.lower() in _STRUCTURAL_KEYS else
+                   f"remove the line, or drop it with --drop-header '{key}'")
+            raise InputError(
+                "a header line names an original sample ID; nothing was written",
+                where=f"{src}:{lineno} (##{key})", expected="no sample ID outside #CHROM",
+                got="a sample ID in the line", fix=fix)
+        kept.append(line)
+    return kept
 
 
 def _is_ours(path: Path) -> bool:
@@ -219,6 +331,7 @@ def deidentify_vcf(
     *,
     key: bytes,
     min_ac: int | None = None,
+    drop_header: Sequence[str] = (),
 ) -> VcfReport:
     """Write a de-identified, bgzipped and tabix-indexed copy of a VCF.
 
@@ -237,6 +350,10 @@ def deidentify_vcf(
     min_ac
         Drop records in which some ALT allele is carried fewer than ``min_ac`` times
         (``min_ac=3`` drops singletons and doubletons).  Missing calls do not count.
+    drop_header
+        Further header keys to remove (case-insensitive), e.g. a pipeline's own key that
+        names a sample.  The keys records depend on (INFO, FORMAT, FILTER, ALT, contig,
+        fileformat) cannot be named.
 
     Returns
     -------
@@ -248,12 +365,16 @@ def deidentify_vcf(
         If ``in_path`` does not exist.
     ConfigError
         If the key is too short, ``min_ac`` < 1, ``out_path`` does not end in ``.vcf.gz``, is
-        the input, or exists and is not an earlier output of ours.
+        the input, or exists and is not an earlier output of ours, or ``drop_header`` names a
+        key records depend on.
     FormatError
         If the input is not a VCF (BCF, missing ``##fileformat``, ragged records, no GT
         with ``min_ac``, unsorted records), or two samples share an ID.
     InputError
-        If two sample IDs get the same pseudonym (a collision of 64-bit prefixes).
+        If two sample IDs get the same pseudonym (a collision of 64-bit prefixes), or a
+        header line left after the removal rules (or a record's ID or INFO column) names an
+        original sample ID or holds a local path: the message names the header key and the
+        line, never the value.
 
     Examples
     --------
@@ -278,6 +399,15 @@ def deidentify_vcf(
         raise ConfigError("min_ac must be a positive integer", where="min_ac",
                           expected="an integer >= 1", got=repr(min_ac),
                           fix="use --min-ac 3 to drop singletons and doubletons")
+    if isinstance(drop_header, str):
+        drop_header = [drop_header]
+    drop_keys = frozenset(k.strip().lstrip("#").lower() for k in drop_header)
+    if drop_keys & _STRUCTURAL_KEYS:
+        raise ConfigError("cannot drop a header key that records depend on",
+                          where="drop_header", expected="a key other than "
+                          + ", ".join(sorted(_STRUCTURAL_KEYS)),
+                          got=", ".join(sorted(drop_keys & _STRUCTURAL_KEYS)),
+                          fix="edit that header line instead (bcftools reheader)")
     if not src.is_file():
         raise InputFileNotFoundError("input VCF not found", where=str(src),
                                      fix="check the path")
@@ -298,7 +428,7 @@ def deidentify_vcf(
     removed: Counter[str] = Counter()
     with atomic_paths(dst, index) as (tmp_vcf, tmp_tbi):
         try:
-            _copy(src, tmp_vcf, key, min_ac, report, removed, pysam)
+            _copy(src, tmp_vcf, key, min_ac, report, removed, pysam, drop_keys)
         except UnicodeDecodeError as e:
             raise FormatError("not a text VCF", where=str(src),
                               expected="VCF text (plain, gzip or bgzip)", got="binary data",
@@ -321,7 +451,7 @@ def deidentify_vcf(
 
 
 def _copy(src: Path, tmp: Path, key: bytes, min_ac: int | None, report: VcfReport,
-          removed: Counter[str], pysam: Any) -> None:
+          removed: Counter[str], pysam: Any, drop_keys: frozenset[str]) -> None:
     lines = _open_text(src)
     first = next(lines, "")
     if first.startswith("BCF"):
@@ -332,20 +462,24 @@ def _copy(src: Path, tmp: Path, key: bytes, min_ac: int | None, report: VcfRepor
                           expected="a first line '##fileformat=VCFv4.x'",
                           got=f"a line of {len(first)} characters",
                           fix="pass a VCF file (plain, gzip or bgzip)")
+    header: list[tuple[int, str]] = []
+    search = _SampleIdSearch(())
     with pysam.BGZFile(str(tmp), "wb") as out:
         out.write(first.encode())
         n_samples = -1
         for lineno, line in enumerate(lines, start=2):
             if line.startswith("##"):
-                reason = _drop_reason(line)
-                if reason is None:
-                    out.write(line.encode())
-                else:
-                    removed[reason] += 1
+                if n_samples >= 0:
+                    raise FormatError("a ## header line after #CHROM", where=f"{src}:{lineno}",
+                                      fix="repair the VCF header")
+                header.append((lineno, line))  # checked once the sample IDs are known
                 continue
             if line.startswith("#CHROM"):
                 cols = line.rstrip("\r\n").split("\t")
                 ids = cols[9:]
+                for kept in _check_header(header, ids, src, drop_keys, removed):
+                    out.write(kept.encode())
+                search = _SampleIdSearch(ids)
                 if len(set(ids)) != len(ids):
                     raise FormatError("duplicate sample IDs", where=f"{src}:{lineno}",
                                       expected="unique sample IDs",
@@ -376,6 +510,13 @@ def _copy(src: Path, tmp: Path, key: bytes, min_ac: int | None, report: VcfRepor
                 raise FormatError("ragged VCF record", where=f"{src}:{lineno}",
                                   expected=f"{expected} columns", got=f"{len(fields)}",
                                   fix="repair the file (bcftools view reports the record)")
+            for col, name in ((2, "ID"), (7, "INFO")):
+                if search.in_record_field(fields[col]):
+                    raise InputError(
+                        f"a record's {name} column names an original sample ID; nothing was "
+                        "written", where=f"{src}:{lineno}", expected="no sample ID in "
+                        f"{name}", got="a sample ID",
+                        fix=f"remove it first (bcftools annotate -x {name})")
             if min_ac is not None:
                 n_alt = 0 if fields[4] == "." else fields[4].count(",") + 1
                 counts = _alt_counts(fields, n_alt, f"{src}:{lineno}")

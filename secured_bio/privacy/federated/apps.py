@@ -14,9 +14,13 @@ in (simulation through ``run_simulation``, which has no run config).
 Reveal set (what leaves a site): the model parameters after local training (masked by SecAgg+
 when on, clipped when DP is on), the number of training and test examples, the mean training
 loss, the local training time, and the site's test loss, AUROC and accuracy of the global
-model; with local DP-SGD (:mod:`~secured_bio.privacy.federated.dpsgd`) also the site's epsilon
-so far, noise multiplier, sampling rate and step count.  No example, label or prediction
-leaves a site.
+model.  Under DP (central or local) the fit reply carries **no** exact training count (weight
+1: equal weights), training loss or training time -- they are not covered by epsilon, so they
+are not sent; with local DP-SGD (:mod:`~secured_bio.privacy.federated.dpsgd`) it carries the
+site's epsilon so far, noise multiplier, sampling rate, expected batch size and step count
+(functions of public settings and ``ceil(n_train / batch_size)``).  What epsilon covers and
+what it does not: :func:`secured_bio.privacy.federated.dp.privacy_scope`.  No example, label or
+prediction leaves a site.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from secured_bio.errors import SecuredBioError
 from secured_bio.privacy.federated.strategies import Recorder
 from secured_bio.privacy.federated.task import FederatedTask, SiteData, SiteRef, load_task
 
@@ -46,8 +51,9 @@ if TYPE_CHECKING:
 __all__ = ["make_apps", "run_server", "ensure_flwr", "server_app", "client_app",  # noqa: F822
            "RESULT_FILES", "RESULTS_FORMAT"]
 
-#: Files the ServerApp writes into ``out-dir`` (read back by the engines).
-RESULT_FILES = {"params": "global_params.npz", "results": "results.json"}
+#: Files the ServerApp writes into ``out-dir`` (read back by the engines); ``error`` only
+#: when the run stopped on a :class:`~secured_bio.errors.SecuredBioError` (its class and fields).
+RESULT_FILES = {"params": "global_params.npz", "results": "results.json", "error": "error.json"}
 #: Format name and version of ``results.json``.
 RESULTS_FORMAT = {"format": "secured_bio.federated_results", "version": 1}
 
@@ -188,12 +194,14 @@ def _make_client(cfg: Config, context: Context) -> NumPyClient:
                     lr=float(cfg.get("lr", 0.01)),
                     proximal_mu=float(config.get("proximal_mu", 0.0)), seed=seed)
             train_s = time.perf_counter() - t0
-            # DP-FedAvg's sensitivity bound needs equal weights: report weight 1, the true
-            # count travels as a metric (McMahan et al. 2018, fixed-weight variant).
-            weight = 1 if float(cfg.get("dp-noise-multiplier", 0.0)) > 0 else res.num_examples
+            if dp_metrics or float(cfg.get("dp-noise-multiplier", 0.0)) > 0:
+                # Under DP only the (noised/clipped) parameters are covered by epsilon: no
+                # exact count (weight 1 -- DP-FedAvg's sensitivity needs equal weights anyway,
+                # McMahan et al. 2018), no training loss, no timing (dp.privacy_scope).
+                return get_state(self.model), 1, {"site": self.data.site, **dp_metrics}
             metrics = {"site": self.data.site, "num-examples": int(res.num_examples),
-                       "loss": float(res.loss), "train-time-s": float(train_s), **dp_metrics}
-            return get_state(self.model), int(weight), metrics
+                       "loss": float(res.loss), "train-time-s": float(train_s)}
+            return get_state(self.model), int(res.num_examples), metrics
 
         def evaluate(self, parameters: list[np.ndarray], config: dict[str, Any]
                      ) -> tuple[float, int, dict[str, Any]]:
@@ -234,9 +242,25 @@ def _make_server_app(bound: Config | None) -> ServerApp:
     @app.main()
     def main(grid: Grid, context: Context) -> None:
         cfg = bound if bound is not None else context.run_config
-        run_server(grid, context, cfg)
+        try:
+            run_server(grid, context, cfg)
+        except SecuredBioError as e:  # the engines re-raise it in the caller's process
+            write_error(Path(str(cfg["out-dir"])), e)
+            raise
 
     return app
+
+
+def write_error(out_dir: Path, error: SecuredBioError) -> None:
+    """Write the class and fields of the error that stopped the ServerApp (atomically)."""
+    from secured_bio._atomic import atomic_write
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    doc = {**RESULTS_FORMAT, "error": type(error).__name__, "what": error.what,
+           "where": error.where, "expected": error.expected, "got": error.got,
+           "fix": error.fix, "notes": list(getattr(error, "__notes__", []))}
+    with atomic_write(out_dir / RESULT_FILES["error"]) as fh:
+        json.dump(doc, fh, indent=2)
 
 
 def run_server(grid: Grid, context: Context, cfg: Config) -> None:

@@ -46,6 +46,9 @@ def fl() -> None:
               help="Learning rate [default: the pilot's].")
 @click.option("--secagg", is_flag=True,
               help="Secure aggregation (SecAgg+): the server sees only the sum (3+ sites).")
+@click.option("--secagg-max-weight", type=click.FloatRange(min=0.0, min_open=True),
+              default=None, help="SecAgg+ max_weight: a public upper bound on every site's "
+              "training-set size [default: the pilot's, 1000].")
 @click.option("--dp-epsilon", type=click.FloatRange(min=0.0, min_open=True), default=None,
               help="Central differential privacy: target epsilon for the whole run (per site).")
 @click.option("--tls", is_flag=True,
@@ -62,8 +65,8 @@ def fl() -> None:
               help="Output folder: metrics.json, plots, federated_model.npz.")
 def run(pilot: str, sites: int | None, rounds: int | None, engine: str, strategy: str,
         proximal_mu: float | None, local_epochs: int | None, lr: float | None, secagg: bool,
-        dp_epsilon: float | None, tls: bool, node_auth: bool, data: Path | None,
-        seed: int | None,
+        secagg_max_weight: float | None, dp_epsilon: float | None, tls: bool, node_auth: bool,
+        data: Path | None, seed: int | None,
         sets: tuple[str, ...], out_dir: Path) -> None:
     """Train a pilot's model centralized and federated on the same split; compare and audit.
 
@@ -86,6 +89,7 @@ def run(pilot: str, sites: int | None, rounds: int | None, engine: str, strategy
         config[key] = yaml.safe_load(value)
     given = {"sites": sites, "rounds": rounds, "proximal_mu": proximal_mu,
              "local_epochs": local_epochs, "lr": lr, "dp_epsilon": dp_epsilon,
+             "secagg_max_weight": secagg_max_weight,
              "seed": seed, "data": None if data is None else str(data)}
     config.update({k: v for k, v in given.items() if v is not None})
     config.update(engine=engine, strategy=strategy, secagg=secagg, tls=tls, node_auth=node_auth)
@@ -115,6 +119,10 @@ def run(pilot: str, sites: int | None, rounds: int | None, engine: str, strategy
 @click.option("--lr", type=click.FloatRange(min=0.0, min_open=True), default=0.01,
               show_default=True)
 @click.option("--secagg", is_flag=True, help="Secure aggregation (SecAgg+; 3+ sites).")
+@click.option("--secagg-max-weight", type=click.FloatRange(min=0.0, min_open=True),
+              default=1000.0, show_default=True,
+              help="SecAgg+ max_weight: a public upper bound on every site's training-set "
+              "size; a larger site refuses and the run stops.")
 @click.option("--dp-epsilon", type=click.FloatRange(min=0.0, min_open=True), default=None,
               help="Central DP target epsilon for the whole run (site level).")
 @click.option("--dp-delta", type=float, default=1e-5, show_default=True)
@@ -127,6 +135,7 @@ def run(pilot: str, sites: int | None, rounds: int | None, engine: str, strategy
               help="Work folder: results/, logs/ and OUT/federated.json.")
 def run_task(task: str, task_params: str, sites: int, rounds: int, engine: str, strategy: str,
              proximal_mu: float, local_epochs: int, lr: float, secagg: bool,
+             secagg_max_weight: float,
              dp_epsilon: float | None, dp_delta: float, dp_clip: float, seed: int,
              timeout_s: float, out_dir: Path) -> None:
     """Train TASK across sites; write OUT/federated.json (rounds, per-site metrics, DP)."""
@@ -142,7 +151,8 @@ def run_task(task: str, task_params: str, sites: int, rounds: int, engine: str, 
                           expected="a JSON object", got=f"{len(task_params)} characters") from e
     res = run_federated(task, params, num_sites=sites, rounds=rounds, engine=engine,  # type: ignore[arg-type]
                         strategy=strategy, proximal_mu=proximal_mu,  # type: ignore[arg-type]
-                        local_epochs=local_epochs, lr=lr, secagg=secagg, dp_epsilon=dp_epsilon,
+                        local_epochs=local_epochs, lr=lr, secagg=secagg,
+                        secagg_max_weight=secagg_max_weight, dp_epsilon=dp_epsilon,
                         dp_delta=dp_delta, dp_clip=dp_clip, seed=seed, timeout_s=timeout_s,
                         work_dir=out_dir)
     doc = {"format": "secured_bio.federated_run", "version": 1, "rounds": res.rounds,

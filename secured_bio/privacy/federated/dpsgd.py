@@ -31,17 +31,27 @@ round it is at most ``epsilon``.  A site that skipped a round is counted as if i
 (an upper bound).  Sites with fewer rows have a larger ``q`` and get more noise for the same
 budget, so each site reports its own epsilon and noise multiplier.
 
-Training uses opacus's ``PrivacyEngine.make_private`` with that noise multiplier (the same
-mechanism as ``make_private_with_epsilon``, but with the step count of the whole run given
-exactly), Adam on the privatised gradients (post-processing), binary cross-entropy on the
-model's logit as :meth:`FederatedTask.train` does.  Opacus wraps the model in a
-``GradSampleModule`` that shares its parameters; the wrapper's hooks and per-sample gradients
-are removed afterwards, so the caller's module keeps its class, parameter names and
-``state_dict`` keys.
+Training uses opacus's per-sample gradients (``GradSampleModule``) and its ``DPOptimizer``
+(per-record clipping, noise, scaling by the expected batch size) with that noise
+multiplier, Adam on the privatised gradients (post-processing), binary cross-entropy on the
+model's logit as :meth:`FederatedTask.train` does.  The wrapper's hooks and per-sample
+gradients are removed afterwards, so the caller's module keeps its class, parameter names
+and ``state_dict`` keys.
 
-Reveal set: as for plain federated training (parameters, counts, loss, timings), plus the
-site's epsilon, noise multiplier, sampling rate and step count (functions of public settings
-and the site's row count, which is already revealed).
+Randomness.  Both random parts of DP-SGD -- the Poisson sampling of every batch and the
+Gaussian noise -- come from :class:`secured_bio.privacy.dp_random.DPRandom` (the OS CSPRNG,
+Box-Muller, the sum-of-4-Gaussians mitigation of opacus's ``secure_mode`` against
+floating-point attacks), never from the run's seed: opacus's own ``secure_mode`` needs
+torchcsprng, so the optimizer's ``add_noise`` is overridden instead.  Two runs with the same
+inputs and seed give different models.  ``insecure_dp_seed`` (tests only) makes them
+reproducible, and the result then says the epsilon does not hold.
+
+What epsilon covers: the model parameters the site sends after each round (record level,
+add/remove one training record).  Not covered: the site's number of batches per epoch
+``ceil(n_train / batch_size)``, which sets the sampling rate, noise multiplier, step count and
+epsilon the site reports (the federation layer sends no exact example count, loss or timing
+under DP; see :mod:`secured_bio.privacy.federated.apps`), and anything computed on the site's
+test rows (evaluation metrics), which DP-SGD does not touch.
 """
 
 from __future__ import annotations
@@ -56,6 +66,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from secured_bio.errors import ConfigError, InputError
+from secured_bio.privacy.dp_random import DPRandom
 from secured_bio.privacy.federated.task import FederatedTask, SiteData, TrainResult
 
 if TYPE_CHECKING:
@@ -232,6 +243,28 @@ def _check_model(model: torch.nn.Module) -> None:
                               "ModuleValidator.fix) in the task's build_model")
 
 
+@functools.lru_cache(maxsize=1)
+def _secure_optimizer_class() -> type:
+    """Opacus ``DPOptimizer`` whose noise comes from :class:`DPRandom` (not torch's RNG)."""
+    from opacus.optimizers import DPOptimizer
+    from opacus.optimizers.optimizer import _check_processed_flag, _mark_as_processed
+
+    class SecureNoiseDPOptimizer(DPOptimizer):  # type: ignore[misc]
+        """``DPOptimizer.add_noise`` with noise from the OS CSPRNG (opacus 1.6 semantics)."""
+
+        dp_random: DPRandom
+
+        def add_noise(self) -> None:
+            std = float(self.noise_multiplier) * float(self.max_grad_norm)
+            for p in self.params:
+                _check_processed_flag(p.summed_grad)
+                noise = self.dp_random.normal_like(p.summed_grad, std)
+                p.grad = (p.summed_grad + noise).view_as(p)
+                _mark_as_processed(p.summed_grad)
+
+    return SecureNoiseDPOptimizer
+
+
 def train_dpsgd(
     task: FederatedTask,
     model: torch.nn.Module,
@@ -246,6 +279,7 @@ def train_dpsgd(
     seed: int = 0,
     rounds: int = 1,
     server_round: int = 1,
+    insecure_dp_seed: int | None = None,
 ) -> tuple[TrainResult, float]:
     """Train ``model`` in place with DP-SGD on the site's training rows (record-level DP).
 
@@ -266,16 +300,21 @@ def train_dpsgd(
     batch_size
         Expected (Poisson) batch size; None takes ``task.params['batch_size']`` (or 32).
     seed
-        Seeds the Poisson sampling and the noise.
+        Accepted for the :meth:`FederatedTask.train_private` signature; DP-SGD has no
+        non-private random part, and the seed never drives the sampling or the noise.
     rounds, server_round
         Planned rounds of the run and the 1-based current round (for accounting).
+    insecure_dp_seed
+        Tests only: seed the Poisson sampling and the noise (reproducible, so **the epsilon
+        does not hold**; the metrics then carry ``insecure_dp = 1``).  Default None: OS
+        CSPRNG (:mod:`secured_bio.privacy.dp_random`).
 
     Returns
     -------
     tuple
         ``(TrainResult, epsilon_spent)``: the result's ``metrics`` hold ``noise_multiplier``,
-        ``sample_rate``, ``steps`` (done so far) and ``epsilon``; ``epsilon_spent`` is the
-        site's epsilon after ``server_round`` rounds.
+        ``sample_rate``, ``expected_batch_size``, ``steps`` (done so far) and ``epsilon``;
+        ``epsilon_spent`` is the site's epsilon after ``server_round`` rounds.
 
     Raises
     ------
@@ -294,12 +333,11 @@ def train_dpsgd(
     >>> data = task.load_site(SiteRef(0, 2))
     >>> model = task.build_model()
     >>> res, eps = train_dpsgd(task, model, data, epochs=2, lr=0.05, epsilon=2.0, delta=1e-5,
-    ...                        max_grad_norm=1.0, batch_size=60, seed=0)
+    ...                        max_grad_norm=1.0, batch_size=60)
     >>> res.num_examples, eps <= 2.0, list(model.state_dict())
     (60, True, ['weight', 'bias'])
     """
     import torch
-    from torch.utils.data import DataLoader, TensorDataset
 
     _check(epsilon, delta, max_grad_norm)
     if not (isinstance(lr, int | float) and lr > 0 and math.isfinite(lr)):
@@ -311,6 +349,7 @@ def train_dpsgd(
                           expected=f"server_round <= rounds={rounds}",
                           got=f"server_round={server_round}",
                           fix="plan the budget for every round the run will do")
+    noise = DPRandom(insecure_seed=insecure_dp_seed)
     batch = int(batch_size if batch_size is not None else task.params.get("batch_size", 32))
     n = int(len(data.y_train))
     if n == 0:
@@ -320,43 +359,43 @@ def train_dpsgd(
     plan = dpsgd_plan(n, epsilon=epsilon, delta=delta, batch_size=batch, epochs=epochs,
                       rounds=rounds)
     sigma, q = plan["noise_multiplier"], plan["sample_rate"]
+    per_epoch = plan["steps_per_round"] // int(epochs)
     prior = (server_round - 1) * plan["steps_per_round"]
     _check_model(model)
 
-    from opacus import PrivacyEngine
+    from opacus import GradSampleModule
 
     x = torch.as_tensor(np.asarray(data.x_train), dtype=torch.float32)
     y = torch.as_tensor(np.asarray(data.y_train), dtype=torch.float32).reshape(-1)
-    gen = torch.Generator().manual_seed(int(seed))
-    loader = DataLoader(TensorDataset(x, y), batch_size=batch, shuffle=True, generator=gen)
     opt = torch.optim.Adam(model.parameters(), lr=float(lr),
                            weight_decay=float(task.params.get("weight_decay", 0.0)))
     loss_fn = torch.nn.BCEWithLogitsLoss()
     model.train()
     total, seen = 0.0, 0
     with warnings.catch_warnings():
-        # opacus warns that its RNG is not cryptographically secure unless secure_mode=True
-        # (which needs torchcsprng, not installed); the seeded generator is deliberate here.
-        warnings.filterwarnings("ignore", message=r".*[Ss]ecure RNG turned off.*")
         # opacus's per-sample hooks are full backward hooks; on the first layer the inputs
         # (data) need no gradient, which torch reports; the per-sample gradients are right.
         warnings.filterwarnings("ignore", message=r"Full backward hook is firing when "
                                 r"gradients are computed with respect to module outputs")
-        engine = PrivacyEngine(accountant="rdp")
-        if prior > 0:  # the rounds before this one, as the site ran them (same sigma and q)
-            engine.accountant.history = [(sigma, q, prior)]
-        dp_model, dp_opt, dp_loader = engine.make_private(
-            module=model, optimizer=opt, data_loader=loader, noise_multiplier=sigma,
-            max_grad_norm=float(max_grad_norm), poisson_sampling=True,
-            noise_generator=torch.Generator().manual_seed(int(seed) + 1))
+        dp_model = GradSampleModule(model)
+        # as opacus's make_private: expected batch = n * q, mean loss scaled by it
+        dp_opt = _secure_optimizer_class()(
+            opt, noise_multiplier=sigma, max_grad_norm=float(max_grad_norm),
+            expected_batch_size=int(n * q), loss_reduction="mean")
+        dp_opt.dp_random = noise
         try:
             for _ in range(int(epochs)):
-                for xb, yb in dp_loader:
+                for _ in range(per_epoch):
+                    # Poisson sampling (each row independently with rate q) from the secure
+                    # source, as opacus's UniformWithReplacementSampler does with torch's RNG;
+                    # an empty batch still takes a noisy step.
+                    idx = torch.as_tensor(np.flatnonzero(noise.poisson_mask(n, q)))
+                    xb, yb = x[idx], y[idx]
                     dp_opt.zero_grad()
                     loss = loss_fn(dp_model(xb).reshape(-1), yb)
                     loss.backward()
                     dp_opt.step()
-                    if len(yb):  # Poisson sampling may draw an empty batch (loss is NaN)
+                    if len(yb):  # an empty batch's loss is NaN
                         total += float(loss.detach()) * len(yb)
                         seen += len(yb)
         finally:
@@ -367,8 +406,10 @@ def train_dpsgd(
                     if hasattr(p, attr):
                         delattr(p, attr)
     steps = prior + plan["steps_per_round"]
-    with _alpha_edge_ok():
-        eps = float(engine.accountant.get_epsilon(delta=float(delta), alphas=list(RDP_ALPHAS)))
-    metrics = {"noise_multiplier": sigma, "sample_rate": q, "steps": float(steps),
+    eps = dpsgd_epsilon(sigma, delta=float(delta), sample_rate=q, steps=steps)
+    metrics = {"noise_multiplier": sigma, "sample_rate": q,
+               "expected_batch_size": float(int(n * q)), "steps": float(steps),
                "epsilon": eps}
+    if not noise.secure:
+        metrics["insecure_dp"] = 1.0
     return TrainResult(n, total / seen if seen else float("nan"), metrics), eps

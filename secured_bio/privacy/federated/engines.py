@@ -225,7 +225,10 @@ def run_federated(
         Local training per round.
     secagg, secagg_clipping_range, secagg_max_weight
         SecAgg+ on/off; parameters are clipped to +-clipping range before quantization;
-        max weight should be at least the largest site's training-set size (1 under DP).
+        max weight is a public upper bound on every site's training-set size (1 under DP,
+        where every site has weight 1): a larger site refuses to send its update, which
+        Flower would clip silently, and the run stops with :class:`ConfigError`
+        (:func:`~secured_bio.privacy.federated.strategies.check_secagg_weight`).
     dp_epsilon, dp_delta, dp_clip
         Central DP target (None: off), and the L2 bound of each site's update (site-level
         DP, :mod:`~secured_bio.privacy.federated.dp`).
@@ -262,7 +265,10 @@ def run_federated(
         Unknown engine or strategy, rounds < 1, num_sites < 2, secagg with < 3 sites, a bad
         DP parameter, central and local DP together, local DP with FedProx, a data-folder
         list of the wrong length, an unloadable task, TLS or node authentication asked for
-        outside the deployment engine, or node authentication without TLS.
+        outside the deployment engine, or node authentication without TLS; with SecAgg+,
+        also a site larger than ``secagg_max_weight`` (raised in round 1, once the sites
+        have trained, before anything is unmasked).  An error that stops the ServerApp is
+        raised here with its class and message, on every engine.
     InputFileNotFoundError
         If ``tls_dir`` lacks one of ``ca.crt``, ``server.pem``, ``server.key``.
     ProtocolError
@@ -288,7 +294,8 @@ def run_federated(
     _check_pos("proximal_mu", proximal_mu, allow_zero=True)
     _check_pos("timeout_s", timeout_s)
     secagg_info = (secagg_params(num_sites, clipping_range=_check_pos(
-        "secagg_clipping_range", secagg_clipping_range), max_weight=1.0 if dp_epsilon else
+        "secagg_clipping_range", secagg_clipping_range),
+        max_weight=1.0 if dp_epsilon or local_dp_epsilon else  # DP sites send weight 1
         _check_pos("secagg_max_weight", secagg_max_weight), timeout=round_timeout_s)
         if secagg else None)
     dp_info = None
@@ -354,6 +361,25 @@ def run_federated(
     return _read_results(cfg, out_dir, info, dp_info, secagg_info)
 
 
+def _raise_server_error(out_dir: Path, log: Path) -> None:
+    """Re-raise, here, the secured_bio error that stopped the ServerApp (if it wrote one)."""
+    from secured_bio import errors
+
+    path = out_dir / RESULT_FILES["error"]
+    if not path.is_file():
+        return
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    cls = getattr(errors, str(doc.get("error")), None)
+    if not (isinstance(cls, type) and issubclass(cls, errors.SecuredBioError)):
+        cls = ProtocolError
+    e = cls(str(doc.get("what")), where=doc.get("where"), expected=doc.get("expected"),
+            got=doc.get("got"), fix=doc.get("fix"))
+    for note in doc.get("notes") or []:
+        e.add_note(str(note))
+    e.add_note(f"raised by the ServerApp; its log: {log}")
+    raise e
+
+
 def _read_results(cfg: dict[str, Any], out_dir: Path, info: dict[str, Any],
                   dp_info: dict[str, Any] | None, secagg_info: dict[str, Any] | None
                   ) -> FederatedResult:
@@ -397,6 +423,8 @@ def _check_local_dp(epsilon: Any, delta: Any, max_grad_norm: Any, batch_size: An
 
 def _local_dp_info(cfg: Mapping[str, Any], sites: list[dict[str, Any]]) -> dict[str, Any]:
     """Build the privacy report of local DP-SGD from the sites' own reports."""
+    from secured_bio.privacy.dp_random import DPRandom
+    from secured_bio.privacy.federated.dp import privacy_scope
     from secured_bio.privacy.federated.dpsgd import LOCAL_DP_ACCOUNTANT
 
     eps = [float(s["epsilon"]) for s in sites]
@@ -411,6 +439,9 @@ def _local_dp_info(cfg: Mapping[str, Any], sites: list[dict[str, Any]]) -> dict[
         "max_grad_norm": float(cfg["local-dp-max-grad-norm"]),
         "rounds": int(cfg["rounds"]),
         "accountant": LOCAL_DP_ACCOUNTANT,
+        "adjacency": "add/remove one training record of a site",
+        "randomness": DPRandom().describe(),
+        **privacy_scope("local-dpsgd"),
         "per_site": [{**s, "steps": int(s["steps"])} if "steps" in s else dict(s)
                      for s in sites],
         "mechanism": ("local DP-SGD (Abadi et al. 2016) at every site: per-record gradient "
@@ -534,6 +565,7 @@ def _simulate(cfg: dict[str, Any], work: Path, timeout: float, num_cpus: int) ->
         finally:
             orphans = procs.stop()
         if p.returncode != 0:
+            _raise_server_error(work / "results", log)
             raise ProtocolError("the simulation failed", where=str(log),
                                 got=f"exit code {p.returncode}", fix=f"see {log}")
     finally:
@@ -614,7 +646,8 @@ def _inprocess(cfg: dict[str, Any], work: Path, timeout: float, num_cpus: int
                 try:
                     replies.append(client_app(msg, nodes[msg.metadata.dst_node_id]))
                 except Exception as e:  # a failing site becomes an error reply, as in Flower
-                    replies.append(Message(Error(code=0, reason=type(e).__name__),
+                    # (flwr.supernode.runtime.run_clientapp's code and reason format)
+                    replies.append(Message(Error(code=2, reason=f"{type(e)}:<'{e}'>"),
                                            reply_to=msg))
             return replies
 
@@ -769,6 +802,7 @@ def _deploy(cfg: dict[str, Any], work: Path, timeout: float, num_cpus: int,
         res = work / "results" / RESULT_FILES["results"]
         while time.monotonic() < deadline and not res.is_file():
             procs.scan()
+            _raise_server_error(work / "results", run_log)
             if runner.poll() is not None and runner.returncode != 0:
                 raise ProtocolError("'flwr run' failed", where=str(run_log),
                                     got=f"exit code {runner.returncode}", fix=f"see {run_log}")

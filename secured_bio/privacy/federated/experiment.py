@@ -233,8 +233,11 @@ def run_experiment(
         curves = [{"round": r["round"], "train loss": r.get("train_loss"),
                    "held-out loss": r.get("eval_loss"), "held-out AUROC": r.get("eval_auroc")}
                   for r in result.rounds]
+        # under DP the sites send no training loss (not covered by epsilon): no such panel
+        shown = tuple(m for m in ("train loss", "held-out loss", "held-out AUROC")
+                      if any(c[m] is not None and np.isfinite(c[m]) for c in curves))
         plot_training_curves(curves, out / "training_curves.png",
-                             metrics=("train loss", "held-out loss", "held-out AUROC"),
+                             metrics=shown or ("held-out loss",),
                              centralized={"held-out AUROC": central["auroc"],
                                           "held-out loss": central["log_loss"]})
         plot_per_site(per_site, out / "per_site.png")

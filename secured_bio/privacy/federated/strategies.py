@@ -10,11 +10,18 @@
   ``reconstruction_threshold`` parties, up to ``num_shares - reconstruction_threshold`` sites
   may drop out.  Quantization makes the result differ from FedAvg by about
   ``clipping_range / quantization_range * max_weight / num_examples`` per parameter, and every
-  parameter is clipped to ``[-clipping_range, clipping_range]`` first.
+  parameter is clipped to ``[-clipping_range, clipping_range]`` first.  Each site multiplies
+  its parameters by ``num_examples / max_weight`` *before* that clipping, so a site with more
+  training examples than ``max_weight`` would be clipped silently (Flower only logs a
+  warning at the site) and the aggregate would no longer be FedAvg; every site therefore
+  refuses to send its update in that case, and the server ends the run
+  (:func:`check_secagg_weight`, :func:`fit_workflow`).
 - **Central DP** (McMahan et al., ICLR 2018): Flower's
   ``DifferentialPrivacyClientSideFixedClipping`` (sites clip their update with
   ``fixedclipping_mod``, inside SecAgg+ masking when both are on; the server adds noise);
-  equal site weights; accounting in :mod:`secured_bio.privacy.federated.dp`.  A DP round with a
+  equal site weights, server noise from the OS CSPRNG
+  (:func:`~secured_bio.privacy.federated.dp.central_dp_strategy`); accounting, adjacency and
+  what epsilon covers in :mod:`secured_bio.privacy.federated.dp`.  A DP round with a
   failed site is skipped (the model
   is not updated), because the noise was calibrated to all sites.
 - **Crash tolerance**: every round waits at most ``round-timeout`` seconds, aggregates the replies
@@ -39,7 +46,7 @@ if TYPE_CHECKING:
     from flwr.serverapp import Grid
 
 __all__ = ["STRATEGIES", "Recorder", "build_strategy", "fit_workflow", "evaluate_workflow",
-           "privacy_mod", "secagg_params"]
+           "privacy_mod", "secagg_params", "check_secagg_weight"]
 
 #: Strategy names accepted by :func:`build_strategy`.
 STRATEGIES = ("fedavg", "fedprox")
@@ -75,6 +82,10 @@ def secagg_params(num_sites: int, *, clipping_range: float = 8.0, max_weight: fl
 
     ``num_shares = num_sites`` (Flower requires an integer > 2, so at least 3 sites) and
     ``reconstruction_threshold = num_sites // 2 + 1`` (a majority must collude to unmask).
+    ``max_weight`` must be at least the largest site's training-set size (1 under central DP,
+    where every site reports weight 1): a public upper bound agreed before the run, because
+    every site must know it before it masks anything.  Sites larger than it refuse to take
+    part (:func:`check_secagg_weight`).
 
     Raises
     ------
@@ -95,6 +106,55 @@ def secagg_params(num_sites: int, *, clipping_range: float = 8.0, max_weight: fl
     return {"num_shares": int(num_sites), "reconstruction_threshold": int(num_sites) // 2 + 1,
             "clipping_range": float(clipping_range), "quantization_range": 2 ** 22,
             "modulus_range": 2 ** 32, "max_weight": float(max_weight), "timeout": timeout}
+
+
+#: Start of the message a site sends when it refuses SecAgg+ (the server looks for it).
+_WEIGHT_REFUSAL = "training set larger than SecAgg+ max_weight"
+
+
+def check_secagg_weight(num_examples: int, max_weight: float, *, site: str) -> None:
+    """Refuse a SecAgg+ contribution whose weight ``num_examples`` exceeds ``max_weight``.
+
+    Flower's ``secaggplus_mod`` scales a site's parameters by ``num_examples / max_weight``
+    and then clips them to ``[-clipping_range, clipping_range]`` before quantization, so a
+    weight above ``max_weight`` clips the site's contribution without error and the
+    aggregate silently stops being FedAvg.  Why refuse rather than derive ``max_weight``:
+    it is a protocol parameter that every site must hold before it masks, the server does
+    not know the sites' sizes before their first (masked) reply, and correcting it afterwards
+    would need an extra unmasked exchange of sizes.  So the run is configured with a public
+    bound and a site above it fails closed: it sends nothing and the server ends the run
+    (:func:`fit_workflow`).  The message says that the bound is exceeded, not by how much.
+
+    Parameters
+    ----------
+    num_examples
+        The weight the site would send (its training-set size; 1 under central DP).
+    max_weight
+        SecAgg+ ``max_weight`` of the run.
+    site
+        The site's name (for the message).
+
+    Raises
+    ------
+    ConfigError
+        If ``num_examples > max_weight``.
+
+    Examples
+    --------
+    >>> check_secagg_weight(60, 1000.0, site="site1")
+    >>> check_secagg_weight(60, 50.0, site="site1")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    secured_bio.errors.ConfigError: training set larger than SecAgg+ max_weight...
+    """
+    if num_examples > max_weight:
+        raise ConfigError(
+            f"{_WEIGHT_REFUSAL}: Flower would clip this site's weighted update silently, "
+            "so the site refuses to send it", where=f"SecAgg+ at site {site}",
+            expected=f"at most max_weight={max_weight:g} training examples",
+            got="more training examples than max_weight",
+            fix="rerun with secagg_max_weight (run_federated, --secagg-max-weight) at least "
+                "the largest site's training-set size")
 
 
 # ------------------------------------------------------------------------------ recorder
@@ -237,11 +297,7 @@ def build_strategy(cfg: Config, initial_parameters: Parameters, recorder: Record
     Every site is asked every round (fraction 1) once all ``num-sites`` have connected; a
     round aggregates whatever replies it got.
     """
-    from flwr.server.strategy import (
-        DifferentialPrivacyClientSideFixedClipping,
-        FedAvg,
-        FedProx,
-    )
+    from flwr.server.strategy import FedAvg, FedProx
 
     n = int(cfg["num-sites"])
     name = check_strategy(str(cfg.get("strategy", "fedavg")))
@@ -262,10 +318,11 @@ def build_strategy(cfg: Config, initial_parameters: Parameters, recorder: Record
     else:
         strategy = FedAvg(**kwargs)
     sigma = float(cfg.get("dp-noise-multiplier", 0.0))
-    if sigma > 0:
-        strategy = DifferentialPrivacyClientSideFixedClipping(
-            strategy, noise_multiplier=sigma, clipping_norm=float(cfg.get("dp-clip", 1.0)),
-            num_sampled_clients=n)
+    if sigma > 0:  # Flower's client-side clipping wrapper, server noise from the OS CSPRNG
+        from secured_bio.privacy.federated.dp import central_dp_strategy
+
+        strategy = central_dp_strategy(strategy, noise_multiplier=sigma,
+                                       clip=float(cfg.get("dp-clip", 1.0)), num_sites=n)
     return _recording(strategy, recorder)
 
 
@@ -284,8 +341,50 @@ def fit_workflow(cfg: Config) -> _Workflow:
                           clipping_range=float(cfg.get("secagg-clipping-range", 8.0)),
                           max_weight=float(cfg.get("secagg-max-weight", 1000.0)),
                           timeout=_round_timeout(cfg))
-        return cast(_Workflow, SecAggPlusWorkflow(**p))
+        return cast(_Workflow, _checked_secagg(SecAggPlusWorkflow, p))
     return lambda grid, ctx: _plain_round(grid, ctx, "fit", _round_timeout(cfg))
+
+
+def _checked_secagg(base: type, params: dict[str, Any]) -> Any:
+    """Flower's SecAgg+ workflow that ends the run when a site's weight exceeds max_weight.
+
+    After the masked vectors are collected (and before anything is unmasked), a site that
+    refused (:func:`check_secagg_weight`) or a reply whose plain ``num_examples`` exceeds
+    ``max_weight`` (a site without that check) raises :class:`ConfigError`; otherwise
+    SecAgg+ would treat the refusing site as a dropout and aggregate the others.
+    """
+
+    class CheckedSecAggPlusWorkflow(base):  # type: ignore[misc, valid-type]
+        def collect_masked_vectors_stage(self, grid: Grid, context: LegacyContext,
+                                         state: Any) -> bool:
+            ok = bool(super().collect_masked_vectors_stage(grid, context, state))
+            _check_secagg_round(state, float(self.max_weight))
+            return ok
+
+    return CheckedSecAggPlusWorkflow(**params)
+
+
+def _check_secagg_round(state: Any, max_weight: float) -> None:
+    refusals: set[str] = set()  # a set: Flower lists each stage-2 error reply twice
+    for failure in state.failures:
+        err = failure.args[0] if failure.args else None
+        reason = str(getattr(err, "reason", failure))
+        if _WEIGHT_REFUSAL in reason:
+            refusals.add(reason)
+    over = sorted(str(fr.metrics.get("site", "?")) for _, fr in state.legacy_results
+                  if fr.num_examples > max_weight)
+    if refusals or over:
+        e = ConfigError(
+            "a site's training set is larger than SecAgg+ max_weight: Flower would clip its "
+            "weighted update silently, so the run stops", where="SecAgg+ server",
+            expected=f"every site with at most max_weight={max_weight:g} training examples",
+            got=f"{len(refusals)} site(s) refused" + (f", too large: {', '.join(over)}"
+                                                     if over else ""),
+            fix="rerun with secagg_max_weight (run_federated, --secagg-max-weight) at least "
+                "the largest site's training-set size")
+        for r in sorted(refusals):
+            e.add_note(f"site reply: {r}")
+        raise e
 
 
 def evaluate_workflow(cfg: Config) -> _Workflow:
@@ -370,8 +469,23 @@ def privacy_mod(msg: Message, ctxt: Context, call_next: Callable[..., Message]) 
             return fixedclipping_mod(m, c, call_next)
         return call_next(m, c)
 
+    def fit_checked(m: Message, c: Context) -> Message:
+        # Called by secaggplus_mod in its masking stage: refuse before Flower scales by
+        # num_examples / max_weight and clips (check_secagg_weight).
+        from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_STATE
+        from flwr.compat.common.recorddict_compat import recorddict_to_fitres
+
+        out = clip_if_asked(m, c)
+        if not out.has_error():
+            fitres = recorddict_to_fitres(out.content, keep_input=True)
+            max_weight = float(cast(float, c.state.config_records[RECORD_KEY_STATE][
+                "max_weight"]))
+            check_secagg_weight(int(fitres.num_examples), max_weight,
+                                site=str(fitres.metrics.get("site", "?")))
+        return out
+
     if RECORD_KEY_CONFIGS in msg.content.config_records:
-        return secaggplus_mod(msg, ctxt, clip_if_asked)
+        return secaggplus_mod(msg, ctxt, fit_checked)
     return clip_if_asked(msg, ctxt)
 
 

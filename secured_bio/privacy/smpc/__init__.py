@@ -1,7 +1,9 @@
 """Secure multi-party computation: parties over CrypTen/torch.distributed, secure aggregation.
 
 Each site runs one party (an OS process) holding only its own data; parties meet over TCP
-(:func:`run_party` on each host, or :func:`run_parties` for all of them on one host) and call
+(:func:`run_party` on each host, or :func:`run_parties` for all of them on one host), across
+hosts through an encrypted relay they connect out to (:mod:`~secured_bio.privacy.smpc.links`:
+mutual TLS, roster-authenticated keys, messages sealed end to end), and call
 the secure-aggregation protocols (:func:`secure_sum`, :func:`secure_sum_int`,
 :func:`secure_sum_many`), which reveal only the sums.  :func:`import_crypten` imports CrypTen
 with the fixes it needs on torch 2.13.  Threat models and reveal sets are documented in
@@ -30,6 +32,7 @@ from .inference import (
     run_data_owner,
     run_model_owner,
 )
+from .links import LinkConfig, create_identity, read_roster, run_relay, write_roster
 from .parties import (
     DEALERS,
     Dealer,
@@ -55,23 +58,28 @@ __all__ = [
     "DEALERS",
     "Dealer",
     "EncryptedInferenceResult",
+    "LinkConfig",
     "Message",
     "MessageLog",
     "PartyInfo",
     "ProtocolStats",
+    "create_identity",
     "current_party",
     "encrypted_predict",
     "free_port",
     "import_crypten",
     "inference_party",
     "measure",
+    "read_roster",
     "record_messages",
     "run_data_owner",
     "run_dealer",
     "run_model_owner",
     "run_parties",
     "run_party",
+    "run_relay",
     "secure_sum",
     "secure_sum_int",
     "secure_sum_many",
+    "write_roster",
 ]

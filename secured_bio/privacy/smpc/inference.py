@@ -44,13 +44,33 @@ link).
   values, so it must not collude with either (run it at a third organisation).
   ``dealer="trusted_first_party"`` makes party 0 the dealer: party 0 could then decrypt the
   weights; use it only in tests.
-* **CrypTen's 32-bit seed caveat**: CrypTen's pseudo-random zero sharings, used by
-  ``crypten.cryptensor`` and by all ``MPCTensor`` arithmetic here, come from generators whose
-  seeds are exchanged in the clear between neighbours and truncated to 32 bits (see the
-  *Threat model* of :mod:`secured_bio.privacy.smpc.parties`).  A curious party that brute
-  forces them can unmask the other's shares.  Encrypted inference with CrypTen therefore
-  protects against honest-but-not-determined parties only; this is a limitation of CrypTen
-  0.4.1, stated in the model card.
+* **The dealer's randomness** (``dealer="ttp"``).  Party 1 sees every masked value opened
+  during a Beaver multiplication, ``x - a`` for the features ``x``, and knows its own share
+  ``a_1``: the features are hidden only as long as party 0's share ``a_0`` is unpredictable
+  to it.  ``a_0`` comes from a generator that party 0 shares with the dealer.  In CrypTen
+  0.4.1 the dealer seeds that generator with a ``torch.randint`` draw from torch's *global*
+  Mersenne Twister, and torch initialises a Mersenne Twister from the low 32 bits of a seed
+  (measured on torch 2.13, CPU: seeds equal modulo ``2**32`` give the same stream; the
+  64-bit value is kept only as ``initial_seed()``).  Every party's triples were thus fixed
+  by one 32-bit value (and repeated exactly after a ``torch.manual_seed`` in the dealer
+  process): party 1 could enumerate ``2**32`` values, rebuild ``a_0`` and read the features.
+  Even a full-size Mersenne Twister state would not do: party 1 learns party 0's share
+  ``b_0`` of every mask opened against its own weights (``w - b`` is opened; ``w`` and
+  ``b_1`` are its own), and 624 outputs of a Mersenne Twister give its state away.
+  :func:`~secured_bio.privacy.smpc.import_crypten` therefore replaces CrypTen's dealer seeds
+  and generators in every process: the dealer draws a 256-bit key per party with
+  :mod:`secrets` (OS entropy), sends it as four int64 words, and both sides expand it with
+  SHAKE-256 (:class:`~secured_bio.privacy.smpc._compat.DealerStream`); nothing reads torch's
+  global generator.  The keys travel over gloo like all other traffic, unencrypted: run the
+  parties and the dealer over an encrypted link.
+* **CrypTen's pseudo-random zero sharings** (``crypten.cryptensor``, ``MPCTensor``
+  arithmetic) use per-neighbour seeds exchanged in the clear and truncated to 32 bits by
+  torch (see the *Threat model* of :mod:`secured_bio.privacy.smpc.parties`).  With two
+  parties each party knows both seeds of the other's zero sharing by construction (its
+  previous and next neighbour are the same party), so these masks never hide anything from
+  the other party, whatever their size; a party's input stays hidden because its share is
+  only sent masked by a dealer triple (above).  They matter against an eavesdropper, and
+  with three or more parties.
 
 Accuracy: the logits equal the plaintext ones up to fixed-point rounding (about 1e-3 for the
 default 16 bits and a one-hidden-layer network; the tests require 1e-2), including negative

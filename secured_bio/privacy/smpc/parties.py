@@ -76,6 +76,7 @@ from typing import Any, Literal
 from secured_bio.errors import ConfigError, ProtocolError, SecuredBioError, did_you_mean
 
 from ._compat import import_crypten
+from .links import LinkConfig
 
 __all__ = [
     "DEALERS",
@@ -137,6 +138,8 @@ class _Session:
     rounds: int = 0  # communication rounds of secured_bio protocols so far
     pairwise_keys: dict[int, bytes] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    link: Any = None  # a links.Link when the party talks through the encrypted relay
+    op_timeout_s: float = 1800.0
 
 
 _SESSION: _Session | None = None
@@ -478,12 +481,13 @@ def run_party(
     party_arg: Any = None,
     *,
     master_addr: str = "127.0.0.1",
-    master_port: int,
+    master_port: int | None = None,
     timeout_s: float = 60.0,
     op_timeout_s: float = _DEFAULT_OP_TIMEOUT_S,
     dealer: Dealer = "none",
     torch_threads: int | None = None,
     interface: str | None = None,
+    link: LinkConfig | None = None,
 ) -> Any:
     """Run one SMPC party in this process: join the session, call ``fn(party_arg)``, leave.
 
@@ -515,6 +519,12 @@ def run_party(
         ``torch.set_num_threads`` for this process (None leaves torch's default).
     interface
         Network interface for gloo (``GLOO_SOCKET_IFNAME``), e.g. ``"eth0"``.
+    link
+        Talk through an encrypted relay instead of gloo (:mod:`~secured_bio.privacy.smpc.links`:
+        mutual TLS to the relay, signed key agreement, sealed messages): the party's rank
+        follows from its certificate's place on the roster (``rank`` and ``world_size`` must
+        agree with it); ``master_addr``/``master_port``/``interface`` are not used.  Secure
+        sums only: CrypTen is not started, so ``dealer`` must be ``"none"``.
 
     Returns
     -------
@@ -538,6 +548,13 @@ def run_party(
     secured_bio.errors.ConfigError: an SMPC session needs at least two parties [world_size]...
     """
     global _SESSION
+    if link is not None:
+        return _run_linked_party(rank, world_size, fn, party_arg, link=link,
+                                 timeout_s=timeout_s, op_timeout_s=op_timeout_s, dealer=dealer,
+                                 torch_threads=torch_threads)
+    if master_port is None:
+        raise ConfigError("the rendezvous port is missing", where="master_port",
+                          expected="1..65535", fix="give master_port (or a relay link)")
     started = time.monotonic()  # timeout_s counts from here (importing torch included)
     _check_common(world_size, master_port, timeout_s, op_timeout_s)
     _check_dealer(dealer)
@@ -568,7 +585,8 @@ def run_party(
             except RuntimeError as e:
                 raise _comm_error(e, who, "crypten.init") from e
             _SESSION = _Session(
-                PartyInfo(rank, world_size, dealer, master_addr, master_port)
+                PartyInfo(rank, world_size, dealer, master_addr, master_port),
+                op_timeout_s=op_timeout_s,
             )
             result = fn(party_arg)
         except BaseException as e:
@@ -586,6 +604,51 @@ def run_party(
                 raise _comm_error(e, who, "shutdown") from e
         finally:
             _release_store(store, rank, total, wait_s=timeout_s)
+    return result
+
+
+def _run_linked_party(
+    rank: int, world_size: int, fn: Callable[[Any], Any], party_arg: Any, *, link: LinkConfig,
+    timeout_s: float, op_timeout_s: float, dealer: str, torch_threads: int | None,
+) -> Any:
+    """:func:`run_party` over the encrypted relay (no CrypTen, no gloo)."""
+    global _SESSION
+    _check_common(world_size, link.relay_port, timeout_s, op_timeout_s)
+    if dealer != "none":
+        raise ConfigError(
+            "the encrypted relay links carry secure sums only", where="dealer",
+            expected="'none'", got=repr(dealer),
+            fix="CrypTen multiplications (a dealer) run over gloo only; see SECURITY.md",
+        )
+    if _SESSION is not None:
+        raise ProtocolError(
+            "this process already runs an SMPC party", where=f"party rank {_SESSION.info.rank}",
+            fix="run one party per process",
+        )
+    if torch_threads:
+        import torch
+
+        torch.set_num_threads(torch_threads)
+    from .links import Link
+
+    channel = Link.connect(link, timeout_s=timeout_s, expect_rank=rank)
+    try:
+        if channel.world_size != world_size:
+            raise ConfigError("the number of parties does not match the roster",
+                              where="world_size", expected=str(channel.world_size),
+                              got=str(world_size))
+        keys = channel.handshake(timeout_s)
+        _SESSION = _Session(
+            PartyInfo(rank, world_size, "none", link.relay_host, link.relay_port),
+            rounds=1, pairwise_keys=keys, link=channel, op_timeout_s=op_timeout_s,
+        )
+        result = fn(party_arg)
+    except BaseException:
+        _SESSION = None
+        channel.abort()
+        raise
+    _SESSION = None
+    channel.close()
     return result
 
 
@@ -718,12 +781,17 @@ def run_parties(
     op_timeout_s: float = _DEFAULT_OP_TIMEOUT_S,
     dealer: Dealer = "none",
     torch_threads: int | None = None,
+    links: Literal["gloo", "relay"] | Sequence[LinkConfig] = "gloo",
 ) -> list[Any]:
     """Run ``len(party_args)`` parties as separate OS processes on this host; collect results.
 
     Party ``i`` runs ``fn(party_args[i])`` inside :func:`run_party` in a fresh ``spawn``-ed
     process (so ``fn`` must be importable: a module-level function, not a lambda).  With
-    ``dealer="ttp"`` one more process runs :func:`run_dealer`.
+    ``dealer="ttp"`` one more process runs :func:`run_dealer`.  With ``links="relay"`` the
+    parties talk as they would across hosts: each gets its own throw-away key pair, a relay
+    process forwards their sealed messages over mutual TLS
+    (:mod:`~secured_bio.privacy.smpc.links`); a list of :class:`LinkConfig` (one per party,
+    relay started by the caller) does the same with given keys and relay.
 
     Parameters
     ----------
@@ -744,6 +812,9 @@ def run_parties(
         ``"none"`` (default), ``"ttp"`` or ``"trusted_first_party"``: see the module docstring.
     torch_threads
         torch threads per process; None shares this host's cores among the processes.
+    links
+        ``"gloo"`` (default: CrypTen over loopback TCP), ``"relay"`` (encrypted relay, secure
+        sums only) or one :class:`LinkConfig` per party.
 
     Returns
     -------
@@ -776,13 +847,36 @@ def run_parties(
         "op_timeout_s": op_timeout_s, "dealer": dealer, "torch_threads": threads,
     }
     ctx = multiprocessing.get_context("spawn")
+    with contextlib.ExitStack() as stack:
+        configs: Sequence[LinkConfig | None] = [None] * world_size
+        if links == "relay":
+            configs = stack.enter_context(_local_relay(world_size, ctx, timeout_s))
+        elif not isinstance(links, str):
+            configs = list(links)
+            if len(configs) != world_size:
+                raise ConfigError("one link configuration per party is needed", where="links",
+                                  expected=str(world_size), got=str(len(configs)))
+        elif links != "gloo":
+            raise ConfigError("unknown link kind", where="links",
+                              expected="'gloo', 'relay' or a list of LinkConfig",
+                              got=repr(links))
+        return _launch(ctx, fn, party_args, world_size, n_proc, options, configs, timeout_s,
+                       dealer)
+
+
+def _launch(ctx: Any, fn: Callable[[Any], Any], party_args: Sequence[Any], world_size: int,
+            n_proc: int, options: dict[str, Any], configs: Sequence[LinkConfig | None],
+            timeout_s: float, dealer: str) -> list[Any]:
     results = ctx.Queue()
     procs: dict[int, Any] = {}
     try:
         for rank in range(n_proc):
             arg = party_args[rank] if rank < world_size else None
+            opts = dict(options)
+            if rank < world_size and configs[rank] is not None:
+                opts["link"] = configs[rank]
             p = ctx.Process(
-                target=_party_main, args=(rank, world_size, fn, arg, options, results),
+                target=_party_main, args=(rank, world_size, fn, arg, opts, results),
                 name=f"secured_bio-smpc-{rank}",
             )
             try:
@@ -810,6 +904,43 @@ def run_parties(
     if failed:
         raise _party_failure(failed, world_size, dealer)
     return [pickle.loads(outcomes[r][1]) for r in range(world_size)]
+
+
+def _relay_main(roster: str, key: str, cert: str, port: int) -> None:
+    from .links import run_relay
+
+    logging.basicConfig(level=logging.WARNING)
+    run_relay(roster, key=key, cert=cert, host="127.0.0.1", port=port, once=True)
+
+
+@contextlib.contextmanager
+def _local_relay(world_size: int, ctx: Any, timeout_s: float) -> Iterator[list[LinkConfig]]:
+    """Throw-away key pairs, a roster and a relay process on loopback, as across hosts."""
+    import shutil
+    import tempfile
+
+    from .links import create_identity, free_local_port, write_roster
+
+    folder = tempfile.mkdtemp(prefix="secured_bio-links-")  # 0700: holds private keys
+    relay_proc = None
+    try:
+        ids = [create_identity(f"party{r}", folder) for r in range(world_size)]
+        relay = create_identity("relay", folder)
+        roster = write_roster(os.path.join(folder, "roster.json"), [i.cert for i in ids],
+                              relay.cert)
+        port = free_local_port()
+        relay_proc = ctx.Process(target=_relay_main,
+                                 args=(str(roster), str(relay.key), str(relay.cert), port),
+                                 name="secured_bio-smpc-relay", daemon=True)
+        relay_proc.start()
+        yield [LinkConfig("127.0.0.1", port, str(roster), str(i.key), str(i.cert)) for i in ids]
+    finally:
+        if relay_proc is not None:
+            relay_proc.join(min(timeout_s, 10.0))
+            if relay_proc.is_alive():
+                relay_proc.terminate()
+                relay_proc.join(5)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _collect(procs: dict[int, Any], results: Any, timeout_s: float) -> dict[int, tuple]:

@@ -416,7 +416,15 @@ def measure() -> Iterator[ProtocolStats]:
 
 
 def _exchange(sends: Mapping[int, Any], recvs: Mapping[int, Any], what: str) -> None:
-    """Post every receive and send (non-blocking) through CrypTen's communicator; wait all."""
+    """Post every receive and send (non-blocking) through CrypTen's communicator; wait all.
+
+    A party started with an encrypted relay link (:mod:`~secured_bio.privacy.smpc.links`)
+    sends the same bytes sealed through the relay instead.
+    """
+    session = parties._SESSION
+    if session is not None and session.link is not None:
+        _exchange_linked(session, sends, recvs, what)
+        return
     import crypten.communicator as comm
 
     c = comm.get()
@@ -437,6 +445,35 @@ def _exchange(sends: Mapping[int, Any], recvs: Mapping[int, Any], what: str) -> 
             got=type(e).__name__,
             fix="that party probably failed, was stopped or timed out; see its log",
         ) from e
+
+
+def _exchange_linked(session: Any, sends: Mapping[int, Any], recvs: Mapping[int, Any],
+                     what: str) -> None:
+    from .links import SEAL_OVERHEAD
+
+    got = session.link.exchange({p: t.numpy().tobytes() for p, t in sends.items()},
+                                list(recvs), what, session.op_timeout_s)
+    for p, buffer in recvs.items():
+        view = buffer.numpy()
+        data = np.frombuffer(got[p], dtype=view.dtype)
+        if data.size != view.size:
+            raise ProtocolError(
+                f"party rank {p} sent a message of the wrong size during {what}",
+                where=f"party rank {session.info.rank}", expected=f"{view.size} values",
+                got=f"{data.size}", fix="every party must run the same secured_bio version",
+            )
+        view.reshape(-1)[:] = data
+    for log in _ACTIVE_LOGS:
+        for p, t in sends.items():
+            nb = t.nelement() * t.element_size()
+            log._add(Message("link_send", p, nb, nb + SEAL_OVERHEAD, 0,
+                             str(t.dtype).replace("torch.", ""), tuple(t.shape)),
+                     t, sent_payload=True)
+        for p, t in recvs.items():
+            nb = t.nelement() * t.element_size()
+            log._add(Message("link_recv", p, nb, 0, nb + SEAL_OVERHEAD,
+                             str(t.dtype).replace("torch.", ""), tuple(t.shape)),
+                     t, sent_payload=True)
 
 
 def _pairwise_keys(session: Any) -> dict[int, bytes]:

@@ -80,7 +80,13 @@ def _evaluation(real: Any, out: Any, holdout: Path | None, target: str | None, s
               help="COLUMN=VALUE or COLUMN=LOW..HIGH (inclusive; numbers and dates); "
                    "repeat to combine with AND.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Seed: the same seed and input give the same CSV.")
+              help="Seed of the NON-PRIVATE parts only: copula/tvae give the same CSV for the "
+                   "same seed and input; for mst it drives only the sampling from the noisy "
+                   "model, the DP noise comes from the OS CSPRNG, so two mst runs differ.")
+@click.option("--insecure-reproducible-dp", "insecure_dp", is_flag=True,
+              help="TESTS ONLY, off by default: seed mst's DP noise with --seed too "
+                   "(reproducible). The noise is then predictable and the epsilon does NOT "
+                   "hold; the report's privacy section says so.")
 @click.option("--epochs", type=click.IntRange(min=1), default=None,
               help="Training epochs of --method tvae [default: 300].")
 @click.option("--drop", "drop", multiple=True, metavar="COLUMN",
@@ -103,11 +109,13 @@ def _evaluation(real: Any, out: Any, holdout: Path | None, target: str | None, s
 def table(input_path: Path, n_rows: int, out: Path, method: str, epsilon: float | None,
           delta: float | None, conditions: tuple[str, ...], seed: int, epochs: int | None,
           drop: tuple[str, ...], public_domain: Path | None, report: Path | None,
-          html: Path | None, holdout: Path | None, target: str | None, no_evaluate: bool
-          ) -> None:
+          html: Path | None, holdout: Path | None, target: str | None, no_evaluate: bool,
+          insecure_dp: bool) -> None:
     """Fit a generator on a real table and write N synthetic rows.
 
     The CSV and the JSON report are written together, only when everything succeeded.
+    With --method mst the differential-privacy noise is drawn from the OS CSPRNG: --seed
+    does not fix it, so two runs on the same input differ (as DP requires).
     """
     from secured_bio._atomic import atomic_paths
     from secured_bio._csv import read_csv_strings
@@ -146,7 +154,8 @@ def table(input_path: Path, n_rows: int, out: Path, method: str, epsilon: float 
     real = read_csv_strings(input_path, label="input", option="--in", allow_empty=False)
     result = synthesize_table(real, n_rows, method=method, conditions=conditions, seed=seed,
                               epsilon=epsilon, delta=delta, epochs=epochs, drop=drop,
-                              public_domain=domain)
+                              public_domain=domain,
+                              insecure_dp_seed=seed if insecure_dp else None)
     doc = dict(result.report, input=str(input_path), output=str(out))
     if report is not None:
         doc["evaluation"] = None
@@ -176,6 +185,8 @@ def table(input_path: Path, n_rows: int, out: Path, method: str, epsilon: float 
     privacy = result.report.get("privacy")
     dp = (f", (epsilon={privacy['epsilon']:g}, delta={privacy['delta']:g})-DP, domain "
           f"{privacy['domain']}" if privacy else "")
+    if privacy and not privacy.get("epsilon_holds", True):
+        dp += "; INSECURE reproducible DP noise: the epsilon does NOT hold"
     click.echo(f"wrote {len(result.table)} synthetic rows x {result.table.shape[1]} columns "
                f"({method}{dp}) -> {out}" + (f" and {report}" if report else "")
                + (f" and {html}" if html else ""))

@@ -24,7 +24,12 @@ Methods (:data:`METHODS`):
     the Gaussian mechanism with L2 sensitivity 1 and scale ``sigma`` is ``1/(2 sigma**2)``-zCDP.
     ``rho`` is chosen so that ``epsilon = rho + 2 sqrt(rho log(1/delta))`` (Bun & Steinke 2016,
     Prop. 1.3), so the whole release is (epsilon, delta)-DP under add/remove-one-row
-    neighbours. Unlike private-pgm, marginals are not made consistent by graphical-model
+    neighbours. The noise is secure (:mod:`secured_bio.privacy.dp_random`: OS CSPRNG, never
+    the seed): OpenDP's discrete Gaussian on the integer marginal counts (Canonne, Kamath &
+    Steinke 2020; same ``rho`` as the continuous one) and OpenDP's Gumbel noisy-max for the
+    exponential mechanism, so two runs with the same input and seed differ. ``seed`` only
+    drives the non-private parts (sampling rows from the noisy model: post-processing).
+    Unlike private-pgm, marginals are not made consistent by graphical-model
     inference: conditionals are read from the clipped noisy 2-way marginals.
 
 **Domain disclosure (MST).** The set of categories and the numeric/date bounds are part of
@@ -53,6 +58,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from secured_bio.errors import ConfigError, SchemaError
+from secured_bio.privacy.dp_random import DPRandom
 from secured_bio.privacy.synthetic.conditions import (
     Condition,
     check_conditions,
@@ -385,8 +391,10 @@ def _satisfies(x: np.ndarray, conds: dict[int, Condition]) -> np.ndarray:
 class _MSTModel:
     """MST (McKenna et al. 2021) with a tree sampler; see the module docstring."""
 
-    def __init__(self, x: np.ndarray, schema: TableSchema, rng: np.random.Generator, *,
+    def __init__(self, x: np.ndarray, schema: TableSchema, noise: DPRandom, *,
                  epsilon: float, delta: float) -> None:
+        # Every random draw below is a DP mechanism: it uses ``noise`` (OS CSPRNG), never
+        # the run's seed (see secured_bio.privacy.dp_random).
         self.variables = schema.variables
         self.specs = {c.name: c for c in schema.columns}
         self.edges_bins: list[np.ndarray | None] = []
@@ -414,7 +422,7 @@ class _MSTModel:
         shares = (1.0, 0.0, 0.0) if d == 1 else (1 / 3, 1 / 3, 1 / 3)
         rho1, rho_sel, rho2 = (rho * s for s in shares)
         sigma1 = math.sqrt(d / (2 * rho1))
-        self.one = [np.bincount(c, minlength=k) + rng.normal(0, sigma1, k)
+        self.one = [noise.discrete_gaussian(np.bincount(c, minlength=k), sigma1)
                     for c, k in zip(codes, self.sizes, strict=True)]
         total = max(float(np.mean([m.sum() for m in self.one])), 1.0)
         probs1 = [self._normalise(m) for m in self.one]
@@ -440,13 +448,11 @@ class _MSTModel:
             for _ in range(d - 1):  # Kruskal with the exponential mechanism (sensitivity 1)
                 cands = [e for e in scores if find(e[0]) != find(e[1])]
                 s = np.array([scores[e] for e in cands])
-                logits = eps_round * (s - s.max()) / 2.0
-                p = np.exp(logits) / np.exp(logits).sum()
-                i, j = cands[int(rng.choice(len(cands), p=p))]
+                i, j = cands[noise.exponential_mechanism(s, eps_round, sensitivity=1.0)]
                 comp[find(i)] = find(j)
                 self.tree.append((i, j))
-                self.two[(i, j)] = self._joint(codes[i], codes[j], i, j) + rng.normal(
-                    0, sigma2, (self.sizes[i], self.sizes[j]))
+                self.two[(i, j)] = noise.discrete_gaussian(
+                    self._joint(codes[i], codes[j], i, j), sigma2)
         self.privacy = {
             "epsilon": epsilon, "delta": delta, "rho": rho,
             "accounting": "zCDP (Bun & Steinke 2016), epsilon = rho + 2 sqrt(rho log(1/delta))",
@@ -455,13 +461,21 @@ class _MSTModel:
             "noise": {"one_way_sigma": sigma1, "two_way_sigma": sigma2,
                       "selection_epsilon_per_edge": eps_round},
             "neighbouring": "add/remove one row",
+            "mechanisms": {"marginals": "discrete Gaussian (OpenDP make_gaussian, integer "
+                                        "counts; Canonne, Kamath & Steinke 2020)",
+                           "tree_selection": "exponential mechanism as Gumbel noisy-max "
+                                             "(OpenDP make_noisy_max, zCDP)"},
+            "randomness": noise.describe(),
+            "epsilon_holds": noise.secure,
+            "seed_covers": "only the non-private parts (sampling rows from the noisy model, "
+                           "post-processing); the DP noise is never seeded",
             "reference": "McKenna, Miklau & Sheldon 2021 (MST), arXiv:2108.04978",
         }
         self._build_sampler()
 
     def _joint(self, a: np.ndarray, b: np.ndarray, i: int, j: int) -> np.ndarray:
         ki, kj = self.sizes[i], self.sizes[j]
-        return np.bincount(a * kj + b, minlength=ki * kj).reshape(ki, kj).astype(float)
+        return np.bincount(a * kj + b, minlength=ki * kj).reshape(ki, kj)
 
     @staticmethod
     def _normalise(m: np.ndarray) -> np.ndarray:
@@ -553,7 +567,8 @@ class TableSynthesizer:
     schema
         The typed input columns (the output has exactly these, in order).
     seed
-        Seed of the fit (and default seed of :meth:`sample`).
+        Seed of the fit's non-private parts (and default seed of :meth:`sample`); the DP
+        noise of ``mst`` is never seeded.
     params
         Method parameters (epochs...).
     privacy
@@ -584,7 +599,8 @@ class TableSynthesizer:
         conditions
             Condition expressions (``"age=5..10"``, ``"sex=F"``), combined with AND.
         seed
-            Seed of this draw (default: the fit's seed); the same seed gives the same rows.
+            Seed of this draw (default: the fit's seed); the same seed and the same fitted
+            generator give the same rows (sampling is post-processing of the DP model).
 
         Returns
         -------
@@ -693,7 +709,8 @@ def _apply_public_domain(schema: TableSchema, table: pd.DataFrame,
 def fit_synthesizer(table: pd.DataFrame, *, method: str = "copula", seed: int = 0,
                     epsilon: float | None = None, delta: float | None = None,
                     epochs: int | None = None, drop: Sequence[str] = (),
-                    public_domain: Mapping[str, Any] | None = None) -> TableSynthesizer:
+                    public_domain: Mapping[str, Any] | None = None,
+                    insecure_dp_seed: int | None = None) -> TableSynthesizer:
     """Fit a table generator on a text table (every column as ``str``).
 
     Parameters
@@ -703,7 +720,9 @@ def fit_synthesizer(table: pd.DataFrame, *, method: str = "copula", seed: int = 
     method
         ``copula`` (default, fast), ``tvae`` or ``mst`` (differentially private).
     seed
-        Seed; the same seed and input give identical output.
+        Seed of the non-private parts: for ``copula``/``tvae`` the same seed and input give
+        identical output; for ``mst`` it drives only the sampling from the noisy model, and
+        the DP noise comes from the OS CSPRNG (two runs differ).
     epsilon, delta
         Privacy budget of ``mst`` (delta defaults to 1e-6); refused for other methods.
     epochs
@@ -713,6 +732,10 @@ def fit_synthesizer(table: pd.DataFrame, *, method: str = "copula", seed: int = 
     public_domain
         ``mst`` only: categories or ``[low, high]`` per column known without the data, so
         that the domain is covered by the DP guarantee (see the module docstring).
+    insecure_dp_seed
+        ``mst`` only, for tests: seed the DP noise too (reproducible output).  The noise is
+        then predictable and **the epsilon does not hold**; the privacy report says so
+        (``epsilon_holds: false``).  Default None: secure noise.
 
     Returns
     -------
@@ -723,7 +746,8 @@ def fit_synthesizer(table: pd.DataFrame, *, method: str = "copula", seed: int = 
     ------
     ConfigError
         Unknown method (with a hint), epsilon <= 0, delta outside (0, 1), epsilon with a
-        non-DP method, epochs < 1, seed < 0, or a malformed public domain.
+        non-DP method, epochs < 1, seed < 0, a malformed public domain, or
+        ``insecure_dp_seed`` with a non-DP method or not an integer >= 0.
     InputError
         Empty table.
     SchemaError
@@ -748,6 +772,11 @@ def fit_synthesizer(table: pd.DataFrame, *, method: str = "copula", seed: int = 
         raise ConfigError("seed must be an integer >= 0", where="--seed", expected=">= 0",
                           got=str(seed))
     epsilon, delta = _check_privacy_args(method, epsilon, delta)
+    if insecure_dp_seed is not None and method != "mst":
+        raise ConfigError("the insecure DP seed applies only to --method mst",
+                          where="--insecure-reproducible-dp", expected="--method mst",
+                          got=f"--method {method}", fix="drop --insecure-reproducible-dp")
+    noise = DPRandom(insecure_seed=insecure_dp_seed)  # validates the seed
     if epochs is not None and (method != "tvae" or epochs < 1):
         raise ConfigError("epochs must be >= 1 and apply only to tvae", where="--epochs",
                           expected="--method tvae with --epochs >= 1",
@@ -777,8 +806,11 @@ def fit_synthesizer(table: pd.DataFrame, *, method: str = "copula", seed: int = 
     else:
         assert epsilon is not None and delta is not None
         params["bins"] = MST_BINS
-        model = _MSTModel(x, schema, rng, epsilon=epsilon, delta=delta)
+        model = _MSTModel(x, schema, noise, epsilon=epsilon, delta=delta)
         privacy = dict(model.privacy, domain=domain)
+        if not noise.secure:
+            log.warning("mst: INSECURE reproducible DP mode: the noise is seeded, so the "
+                        "stated epsilon does not hold (tests only)")
         if domain != "public":
             log.warning("mst: category sets and numeric ranges come from the data and are not "
                         "covered by epsilon; pass a public domain to cover them")
@@ -798,7 +830,8 @@ def synthesize_table(table: pd.DataFrame, n: int, *, method: str = "copula",
                      conditions: Sequence[str] = (), seed: int = 0,
                      epsilon: float | None = None, delta: float | None = None,
                      epochs: int | None = None, drop: Sequence[str] = (),
-                     public_domain: Mapping[str, Any] | None = None) -> SynthesisResult:
+                     public_domain: Mapping[str, Any] | None = None,
+                     insecure_dp_seed: int | None = None) -> SynthesisResult:
     """Fit a generator and draw ``n`` rows in one call (what ``secured-bio synth table`` does).
 
     Parameters are those of :func:`fit_synthesizer` and :meth:`TableSynthesizer.sample`.
@@ -823,7 +856,8 @@ def synthesize_table(table: pd.DataFrame, n: int, *, method: str = "copula",
     (10, 'copula', ['age=5..10'])
     """
     synth = fit_synthesizer(table, method=method, seed=seed, epsilon=epsilon, delta=delta,
-                            epochs=epochs, drop=drop, public_domain=public_domain)
+                            epochs=epochs, drop=drop, public_domain=public_domain,
+                            insecure_dp_seed=insecure_dp_seed)
     resolve_conditions(conditions, synth.schema)  # fail before sampling
     start = time.perf_counter()
     out = synth.sample(n, conditions=conditions)

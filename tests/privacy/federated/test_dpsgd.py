@@ -151,14 +151,40 @@ def test_train_dpsgd__keeps_module_class_state_dict_keys_and_leaves_no_hooks():
     fresh.load_state_dict(model.state_dict(), strict=True)
 
 
-def test_train_dpsgd__same_seed_same_model():
+def test_train_dpsgd__same_seed_different_model_unless_insecure_mode():
+    # the DP noise and sampling come from the OS CSPRNG, not from the (public) seed
     task = LinearToyTask(**PARAMS)
     data = task.load_site(SiteRef(0, 2))
     a, b = build_global_model(task, 0), build_global_model(task, 0)
     for m in (a, b):
+        torch.manual_seed(0)
+        np.random.seed(0)
         train_dpsgd(task, m, data, epochs=1, lr=0.05, epsilon=3.0, delta=1e-5,
-                    max_grad_norm=1.0, batch_size=60, seed=7)
-    assert torch.equal(a.weight, b.weight)
+                    max_grad_norm=1.0, batch_size=20, seed=7)
+    assert not torch.equal(a.weight, b.weight)
+    c, d = build_global_model(task, 0), build_global_model(task, 0)
+    for m in (c, d):
+        res, _ = train_dpsgd(task, m, data, epochs=1, lr=0.05, epsilon=3.0, delta=1e-5,
+                             max_grad_norm=1.0, batch_size=20, insecure_dp_seed=7)
+    assert torch.equal(c.weight, d.weight) and res.metrics["insecure_dp"] == 1.0
+
+
+def test_train_dpsgd__noise_has_the_planned_scale():
+    # lr-free check: one step of plain SGD on a zero-gradient model shows the noise alone
+    task = LinearToyTask(**PARAMS)
+    data = task.load_site(SiteRef(0, 2))
+    plan = dpsgd_plan(len(data.y_train), epsilon=1.0, delta=1e-5, batch_size=60, epochs=1)
+    from secured_bio.privacy.dp_random import DPRandom
+    from secured_bio.privacy.federated.dpsgd import _secure_optimizer_class
+
+    p = torch.nn.Parameter(torch.zeros(20_000))
+    p.grad_sample = torch.zeros((3, 20_000))
+    opt = _secure_optimizer_class()(torch.optim.SGD([p], lr=1.0), noise_multiplier=
+                                    plan["noise_multiplier"], max_grad_norm=2.0,
+                                    expected_batch_size=1)
+    opt.dp_random = DPRandom()
+    opt.step()
+    assert float(p.detach().std()) == pytest.approx(plan["noise_multiplier"] * 2.0, rel=0.03)
 
 
 @pytest.mark.parametrize(("kwargs", "match"), [

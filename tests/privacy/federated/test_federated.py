@@ -103,6 +103,42 @@ def test_secagg__equals_fedavg_within_quantization_tolerance(tmp_path):
     assert [r["num_clients"] for r in sec.rounds] == [3, 3]
 
 
+def test_secagg__site_larger_than_max_weight_stops_the_run(tmp_path):
+    # Every site trains on 60 rows.  With max_weight 20 Flower's secaggplus_mod scales each
+    # site's parameters by 60/20 = 3 and then clips them to +-1: the run used to finish with
+    # an aggregate far from FedAvg (only a warning in the sites' logs).  Now each site
+    # refuses and the server stops the run, naming the option, not the sites' sizes.
+    with pytest.raises(ConfigError, match="larger than SecAgg\\+ max_weight") as exc:
+        _run(tmp_path, "secagg", rounds=1, secagg=True, secagg_clipping_range=1.0,
+             secagg_max_weight=20)
+    text = "\n".join([str(exc.value), *getattr(exc.value, "__notes__", [])])
+    assert "secagg_max_weight" in text and "3 site(s) refused" in text
+    assert "SecAgg+ at site site1" in text
+    assert "60" not in text
+
+
+def test_secagg__max_weight_equal_to_largest_site_is_accepted(tmp_path):
+    res = _run(tmp_path, "secagg", rounds=1, secagg=True, secagg_max_weight=60)
+    assert [r["num_clients"] for r in res.rounds] == [1 * 3]
+
+
+def test_secagg__below_reconstruction_threshold_skips_the_round(tmp_path, monkeypatch):
+    # Two of three sites fail during SecAgg+ masking: one survivor is below the threshold
+    # (2).  Flower halts that round's secure aggregation (nothing is unmasked) and leaves
+    # the model unchanged; the round records no client and three failures.
+    from secured_bio.privacy.federated import apps
+
+    def fail(cfg, partition_id, server_round):
+        if server_round == 1 and partition_id in (0, 1):
+            raise RuntimeError("injected site failure")
+
+    monkeypatch.setattr(apps, "_maybe_fail", fail)
+    res = _run(tmp_path, "secagg", rounds=1, secagg=True, secagg_max_weight=60)
+    assert [r["num_clients"] for r in res.rounds] == [0]
+    assert [r["failures"] for r in res.rounds] == [3]
+    assert _max_diff(res.state, get_state(build_global_model(LinearToyTask(**PARAMS), 0))) == 0
+
+
 def test_fedprox__mu_zero_equals_fedavg_and_mu_positive_stays_closer_to_start(tmp_path):
     avg = _run(tmp_path, "avg", rounds=1)
     prox0 = _run(tmp_path, "prox0", rounds=1, strategy="fedprox", proximal_mu=0.0)

@@ -37,9 +37,6 @@ def _catch(fn: Any, *args: Any, **kwargs: Any) -> tuple[str, str]:
 
 
 def protocols_party(arg: dict[str, Any]) -> dict[str, Any]:
-    import crypten
-    import torch
-
     from secured_bio.privacy.smpc import (
         current_party,
         measure,
@@ -96,11 +93,39 @@ def protocols_party(arg: dict[str, Any]) -> dict[str, Any]:
     out["after_errors"] = secure_sum_int(np.array([rank]))
 
     # dealer="none": CrypTen multiplications are refused instead of trusting party 0.
-    a = crypten.cryptensor(torch.ones(2), src=0)
-    out["err_mul"] = _catch(lambda: a * a)
+    if arg.get("crypten", True):  # not over the relay links (no CrypTen there)
+        import crypten
+        import torch
+
+        a = crypten.cryptensor(torch.ones(2), src=0)
+        out["err_mul"] = _catch(lambda: a * a)
     out["err_reveal_to"] = _catch(secure_sum, np.zeros(2), reveal_to=5)
     out["err_precision"] = _catch(secure_sum, np.zeros(2), precision_bits=60)
+
+    # A deliberately broken call, last (its sum is wrong): party 1 skips its masks for one
+    # small vector sent after a large masked one.  The per-message check must flag it; a
+    # check pooled over all messages would not (tests/privacy/smpc/_leak_check.py).
+    from secured_bio.privacy.smpc import protocols as _protocols
+
+    real_apply = _protocols._apply_masks
+
+    def skip_masks_once(encoded: Any, me: int, keys: Any, seq: int) -> Any:
+        if me == 1 and encoded.size == LEAK_SIZE:
+            return np.asarray(encoded, dtype=np.int64).copy()
+        return real_apply(encoded, me, keys, seq)
+
+    _protocols._apply_masks = skip_masks_once
+    try:
+        with record_messages() as log_leak:
+            secure_sum_many(x)
+            secure_sum_int(x["counts"][:LEAK_SIZE])
+    finally:
+        _protocols._apply_masks = real_apply
+    out["log_leak"] = [m.payload for m in log_leak.sent()]
     return out
+
+
+LEAK_SIZE = 16  # words of the one vector party 1 sends unmasked
 
 
 # -- CrypTen arithmetic and encrypted inference ------------------------------------------------
@@ -188,3 +213,19 @@ def try_run_party(rank: int, world_size: int, port: int, timeout_s: float, resul
     except Exception as e:
         results.put((rank, type(e).__name__, str(e), time.monotonic() - t0))
         traceback.print_exc()
+
+
+def recorded_protocols_party(arg: dict[str, Any]) -> dict[str, Any]:
+    """Secure sums with every message this party sends recorded (payloads kept)."""
+    from secured_bio.privacy.smpc import current_party, record_messages, secure_sum, secure_sum_many
+
+    x = inputs(current_party().rank)
+    with record_messages() as log:
+        many = secure_sum_many(x)
+        float_sum = secure_sum(x["beta"] * 3.0)
+    return {"many": many, "float_sum": float_sum,
+            "sent": [m.payload for m in log.sent() if m.payload is not None]}
+
+
+def never_called(arg: Any) -> Any:
+    raise AssertionError("the party function must not run")

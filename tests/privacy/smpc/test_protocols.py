@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
+from privacy.smpc import _leak_check as leak
 from privacy.smpc import _party_fns as fns
 from scipy import stats as scipy_stats
 
@@ -164,6 +165,65 @@ def test_record_messages__no_plaintext_input_leaves_a_site(three):
         # small messages: public DH keys and a header of protocol metadata only
         header = next(m[4] for m in sent if m[4].size == 5)
         assert header[1] == out["seq_many"] and header[2] == 0  # call number, status OK
+        # ...and each message on its own: a header, or uniform words (keys, masked data).
+        report = leak.check_sent([m[4] for m in sent], known=_candidate_encodings(rank))
+        assert not report.problems, report.problems
+        assert sorted(report.kinds) == ["data", "data", "header", "header", "key", "key"]
+
+
+def test_leak_check__flags_one_unmasked_vector_that_the_pooled_check_misses(three):
+    # Party 1 sent one 16-word vector unmasked after a 4,008-word masked one (see
+    # _party_fns.protocols_party): under 3 % of its words are small, so the pooled check
+    # passes; checked message by message, exactly the two unmasked copies are flagged.
+    for out in three:
+        sent = out["log_leak"]
+        report = leak.check_sent(sent, known=[fns.inputs(out["rank"])["counts"][:fns.LEAK_SIZE]])
+        assert report.count("header") == 4 and report.count("data") == 4
+        if out["rank"] != 1:
+            assert not report.problems, report.problems
+            continue
+        assert leak.pooled_check_passes(sent)
+        assert len(report.problems) == 2, report.problems
+        # the second call's two data messages (headers first, then data, per call)
+        assert [p.split(":")[0] for p in report.problems] == ["message 6", "message 7"]
+        assert all(f"{fns.LEAK_SIZE}-word data message is not uniform" in p
+                   for p in report.problems)
+        assert not leak.check_sent(sent[:4]).problems  # the masked call alone passes
+
+
+def _uniform(rng: np.random.Generator, n: int) -> np.ndarray:
+    return rng.integers(-(2**63), 2**63 - 1, size=n, dtype=np.int64, endpoint=True)
+
+
+def test_leak_check__passes_uniform_words_headers_and_keys_flags_plaintext_per_message():
+    rng = np.random.default_rng(3)
+    masked = [_uniform(rng, n) for n in (1, 2, 3, 5, 32, 1000, 100_000)]
+    header = np.array([leak._MAGIC, 7, 0, -1, -(2**60)], dtype=np.int64)
+    key = np.frombuffer(pow(2, 12345, leak._P).to_bytes(256, "big"), dtype=np.int64)
+    report = leak.check_sent([*masked, header, key, masked[-1].view(np.uint8)])
+    assert not report.problems, report.problems
+    assert report.kinds == ["data"] * 7 + ["header", "key", "data"]
+
+    bad = {
+        "one zero word": np.zeros(1, np.int64),
+        "a count": np.array([70_000]),
+        "3 fixed-point values (46 bits)": np.rint(np.ldexp([0.3, -1.2, 2.0], 46)).astype(np.int64),
+        "float64 bit patterns": rng.normal(size=200).view(np.int64),
+        "small words hidden in 10**5 masked ones": np.concatenate(
+            [_uniform(rng, 100_000), np.arange(8)]),
+        "int32 genotypes": rng.integers(0, 3, size=64).astype(np.int32),
+        "a header with a bad status": np.array([leak._MAGIC, 7, 9, 0, 1], dtype=np.int64),
+    }
+    for what, payload in bad.items():
+        kind, problem = leak.check_message(payload)
+        assert problem, what
+    # one masked-looking word that equals the plaintext input: caught by the known check
+    secret = _uniform(rng, 1)
+    assert "equals a plaintext input" in leak.check_message(secret, known=[secret])[1]
+    # the old pooled check: a small unmasked vector among many masked ones goes through
+    sent = [*masked[-2:], np.arange(40)]
+    assert leak.pooled_check_passes(sent) and len(leak.check_sent(sent).problems) == 1
+
 
 
 def test_record_messages__received_shares_stay_masked_for_a_curious_party(three):

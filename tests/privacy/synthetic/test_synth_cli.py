@@ -96,6 +96,40 @@ def test_table__same_seed_same_file(clinical: Path, tmp_path: Path) -> None:
     assert a.read_bytes() == b.read_bytes()
 
 
+def test_table__mst_twice_same_seed_gives_different_outputs(clinical: Path,
+                                                          tmp_path: Path) -> None:
+    # DP noise must not be a function of the data and public settings (the seed).
+    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
+    ra, rb = tmp_path / "a.json", tmp_path / "b.json"
+    for out, rep in ((a, ra), (b, rb)):
+        assert main(_table(clinical, out, "--method", "mst", "--epsilon", "1", "--seed", "3",
+                           "--report", str(rep), "--no-evaluate")) == 0
+    assert a.read_bytes() != b.read_bytes()
+    priv = json.loads(ra.read_text())["privacy"]
+    assert priv["epsilon_holds"] is True and priv["randomness"]["secure"] is True
+
+
+def test_table__insecure_reproducible_dp_is_explicit_and_says_epsilon_fails(
+        clinical: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    a, b, rep = tmp_path / "a.csv", tmp_path / "b.csv", tmp_path / "a.json"
+    flags = ("--method", "mst", "--epsilon", "1", "--seed", "3", "--insecure-reproducible-dp")
+    assert main(_table(clinical, a, *flags, "--report", str(rep), "--no-evaluate")) == 0
+    assert "epsilon does NOT hold" in capsys.readouterr().out
+    assert main(_table(clinical, b, *flags)) == 0
+    assert a.read_bytes() == b.read_bytes()
+    priv = json.loads(rep.read_text())["privacy"]
+    assert priv["epsilon_holds"] is False and "does NOT hold" in priv["randomness"]["warning"]
+
+
+def test_table__help_says_seed_covers_only_non_private_parts() -> None:
+    from click.testing import CliRunner
+
+    from secured_bio.privacy.synthetic.cli import table
+
+    text = " ".join(CliRunner().invoke(table, ["--help"]).output.split())
+    assert "NON-PRIVATE parts only" in text and "--insecure-reproducible-dp" in text
+
+
 @pytest.mark.parametrize(("extra", "code", "pattern"), [
     ((), 1, "free text or an identifier"),
     (("--drop", "patient_id", "--condition", "agee=3"), 2, "did you mean 'age'"),

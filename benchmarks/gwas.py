@@ -151,8 +151,36 @@ def _baseline_party(_: object) -> int:
     return secure_gwas._peak_rss_kib()
 
 
+def _relay_run(cmd: list[str], out: Path, test: str, env: dict[str, str],
+               gloo: dict[str, Any]) -> dict[str, Any]:
+    """The same secure run over the encrypted relay links; its cost next to gloo's."""
+    relay_out = out.with_name(out.name + "_relay")
+    cmd = [*cmd[:cmd.index("--out")], "--links", "relay", "--out", str(relay_out)]
+    wall = _timed(cmd, env=env)
+    summary = json.loads(Path(f"{relay_out}.{test}.summary.json").read_text())
+    per_site = summary["protocol"]["per_site"]
+    slowest = max(s["seconds"] for s in per_site.values())
+    analysis = max(s["seconds"] - s["load_seconds"] for s in per_site.values())
+    import numpy as np
+    import pandas as pd
+
+    a = pd.read_csv(f"{out}.{test}.tsv", sep="\t")["P"].to_numpy(dtype=float)
+    b = pd.read_csv(f"{relay_out}.{test}.tsv", sep="\t")["P"].to_numpy(dtype=float)
+    return {
+        "ours_wall": wall,
+        "ours_slowest_site_s": round(slowest, 3),
+        "ours_slowest_site_analysis_s": round(analysis, 3),
+        "ours_bytes_sent": {k: s["bytes_sent"] for k, s in per_site.items()},
+        "extra_seconds_vs_gloo": round(analysis - gloo["ours_slowest_site_analysis_s"], 3),
+        "ratio_analysis_vs_gloo": round(analysis / gloo["ours_slowest_site_analysis_s"], 3),
+        "extra_bytes_vs_gloo": {k: s["bytes_sent"] - gloo["ours_bytes_sent"][k]
+                                for k, s in per_site.items()},
+        "max_abs_diff_mlog10p_vs_gloo": float(np.nanmax(np.abs(np.log10(a) - np.log10(b)))),
+    }
+
+
 def _one_size(n: int, vcfs: list[Path], cohort: Path, tests: list[str], work: Path,
-              env: dict[str, str], threads: int) -> dict[str, Any]:
+              env: dict[str, str], threads: int, relay: bool = False) -> dict[str, Any]:
     pheno, covar = cohort / "pheno.tsv", cohort / "covar.tsv"
     pooled = work / f"pooled_{n}.vcf.gz"
     subprocess.run(["bcftools", "merge", "--threads", str(threads), "-Oz", "-o", str(pooled),
@@ -196,6 +224,9 @@ def _one_size(n: int, vcfs: list[Path], cohort: Path, tests: list[str], work: Pa
             "n_variants_tested": summary["n_variants_tested"],
             "lambda_gc": summary["lambda_gc"],
         }
+        if relay:
+            row["tests"][test]["relay_links"] = _relay_run(cmd, out, test, env,
+                                                           row["tests"][test])
     return row
 
 
@@ -272,6 +303,9 @@ def main() -> None:
     ap.add_argument("--tests", default="linear,logistic")
     ap.add_argument("--threads", type=int, default=2, help="plink2 threads; BLAS per site")
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--relay", action="store_true",
+                    help="also run each test over the encrypted relay links (--links relay) "
+                    "and report their cost next to the default gloo links")
     ap.add_argument("--cache", type=Path,
                     default=Path(tempfile.gettempdir()) / "secured_bio_bench_gwas",
                     help="where simulated cohorts are kept for reuse")
@@ -317,7 +351,7 @@ def main() -> None:
         for n in series:
             vcfs = _subset(cohort, args.sites, n, people, work)
             out["series"].append(_one_size(n, vcfs, cohort, out["tests"], work, env,
-                                           args.threads))
+                                           args.threads, relay=args.relay))
     out["summary"] = {test: _test_summary(out["series"], test) for test in out["tests"]}
     out["targets"] = _targets(out["summary"], preset_name)
     print(json.dumps(out, indent=2))

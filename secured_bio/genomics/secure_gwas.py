@@ -27,9 +27,13 @@ Threat model
   ``dealer="none"`` gives nobody material that could decrypt anything (no party-0 "trusted
   first party").  ``dealer="ttp"`` only matters for CrypTen multiplications, which this
   protocol does not use.
-* **Network.**  Pairwise masks come from Diffie-Hellman keys (a passive eavesdropper learns
-  only the revealed sums); the keys are not authenticated, so run the parties over an
-  authenticated, encrypted link (WireGuard, TLS or SSH tunnels).  CrypTen's own
+* **Network.**  With ``links="relay"`` / ``run_site(link=...)`` every site connects out to a
+  relay over mutual TLS (roster certificates only), the masking keys come from an
+  Ed25519-signed X25519 exchange and every message is sealed end to end, so neither the relay
+  nor the network learns or alters anything (:mod:`secured_bio.privacy.smpc.links`).  The
+  default gloo transport (one host) neither encrypts nor authenticates: a passive
+  eavesdropper learns the revealed sums, an active one can impersonate a site.  Two sites are
+  refused unless ``allow_two_sites``.  CrypTen's own
   ``FixedPointEncoder`` (whose decode is wrong for some negative values, see
   DEPENDENCIES.md) and its Mersenne-Twister zero sharings are not used: the secure sums
   encode and decode fixed point themselves (floor division plus remainder).

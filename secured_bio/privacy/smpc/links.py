@@ -382,12 +382,12 @@ def read_roster(path: str | os.PathLike[str]) -> Roster:
                         for e in doc["parties"])
         relay = RosterEntry(str(doc["relay"]["name"]), str(doc["relay"]["certificate"]))
         session = str(doc["session"])
-        for e in (*parties, relay):
-            _der(e.certificate)
-    except (KeyError, TypeError, ValueError) as e:
+        for entry in (*parties, relay):
+            _der(entry.certificate)
+    except (KeyError, TypeError, ValueError) as err:
         raise InputError("malformed roster", where=str(p),
                          expected="session, relay and parties with name and certificate",
-                         got=type(e).__name__) from e
+                         got=type(err).__name__) from err
     if len(parties) < 2:
         raise InputError("a roster needs at least two parties", where=str(p),
                          got=str(len(parties)))

@@ -13,12 +13,14 @@ Threat model
   inputs) are not detected.  A party that stops answering is detected (``timeout_s`` for
   joining, ``op_timeout_s`` for each message) and every other party fails with
   :class:`~secured_bio.errors.ProtocolError` naming it.
-* **Network.**  gloo does not encrypt.  The secure-aggregation protocols of
-  :mod:`secured_bio.privacy.smpc.protocols` agree pairwise keys by Diffie-Hellman, so a
-  *passive* eavesdropper learns no party's input; the keys are not authenticated, so an
-  *active* attacker on the network could impersonate a party.  Deployments run the parties
-  over an authenticated, encrypted link (WireGuard, or a TLS/SSH tunnel to ``master_port`` and
-  gloo's ports).
+* **Network.**  gloo does not encrypt or authenticate, and the secure sums' masking keys are
+  then agreed by unauthenticated Diffie-Hellman: on gloo a *passive* eavesdropper learns no
+  party's input but can add up the masked vectors (the revealed sums), and an *active*
+  attacker can impersonate a party.  gloo is for one trusted host (loopback) or a trusted
+  tunnel.  Across hosts, start the parties with ``link=`` (:mod:`~secured_bio.privacy.smpc.links`):
+  each site connects out to a relay over mutual TLS with its roster certificate, keys are
+  agreed by Ed25519-signed X25519 and every message is sealed end to end (secure sums only;
+  CrypTen itself has no such transport).
 * **Who deals the correlated randomness.**  Secure sums need none.  CrypTen's multiplications
   and comparisons (encrypted inference, ``MPCTensor`` arithmetic) need Beaver triples from a
   *dealer*, chosen with ``dealer=``:
@@ -38,6 +40,12 @@ Threat model
       CrypTen's own default: party 0 generates every party's triples locally, so party 0 can
       decrypt every multiplied value.  Only for tests and single-organisation demos.
 
+* **The dealer's randomness.**  CrypTen 0.4.1's ``TTPServer`` seeded each party's triple
+  generator with a ``torch.randint`` draw from torch's global Mersenne Twister, which torch
+  starts from the low 32 bits of a seed (measured, torch 2.13 CPU), so every triple of a
+  session hung on 32 bits.  :func:`import_crypten`, called in every party and dealer process,
+  replaces this: the dealer draws a 256-bit key per party with :mod:`secrets` and both sides
+  expand it with SHAKE-256 (``_compat.DealerStream``).  The keys cross gloo unencrypted.
 * **CrypTen's pseudo-random zero sharings** (used by ``crypten.cryptensor`` and all
   ``MPCTensor`` arithmetic) come from ``torch.Generator``, a Mersenne Twister whose seeds CrypTen
   sends between neighbouring parties in the clear and which torch truncates to 32 bits.  A

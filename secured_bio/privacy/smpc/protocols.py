@@ -37,10 +37,12 @@ Threat model and reveal set
 Semi-honest parties; any coalition of parties learns nothing beyond its own inputs and the
 outputs it is given, provided at least two parties are outside the coalition (with only two
 parties, whoever learns the sum learns the other party's input by subtraction, a property of
-sums, not of the protocol).  A passive network eavesdropper learns no input (masks are keyed
-by Diffie-Hellman keys) but can add up the masked vectors it sees and so learns the *revealed
-sums*; an active network attacker is out of scope (run over an authenticated, encrypted link:
-see :mod:`secured_bio.privacy.smpc.parties`).  What each party learns:
+sums, not of the protocol).  Over the relay links (:mod:`secured_bio.privacy.smpc.links`) the
+pairwise keys come from the authenticated X25519 exchange and every message is sealed, so the
+network and the relay learn nothing but sizes.  Over gloo the keys come from the
+unauthenticated Diffie-Hellman below: a passive eavesdropper learns no input but can add up
+the masked vectors it sees and so learns the *revealed sums*, and an active attacker can
+impersonate a party (use gloo on one trusted host only).  What each party learns:
 
 * the parties in ``reveal_to`` (all of them, or one rank): the element-wise sums;
 * every party: the keys, shapes and kinds (integer / fixed point) of the arrays, the options,

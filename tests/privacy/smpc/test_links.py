@@ -227,12 +227,17 @@ def _flip_data(after: int) -> Callable[[int, int, bytes], bytes]:
     return tamper
 
 
-def test_relay__a_tampered_message_aborts_every_party(keys) -> None:
-    port, thread, _ = _start_relay(keys, tamper=_flip_data(after=2))
+def _failure_through(keys: dict, tamper: Callable[[int, int, bytes], bytes]) -> str:
+    """Run the protocol suite through a tampering relay; the text of the error it raises."""
+    port, thread, _ = _start_relay(keys, tamper=tamper)
     with pytest.raises(ProtocolError) as info:
         run_parties(fns.protocols_party, [{"crypten": False}] * N, timeout_s=30,
                     links=_configs(keys, port))
-    text = str(info.value) + "".join(getattr(info.value, "__notes__", []))
+    return str(info.value) + "".join(getattr(info.value, "__notes__", []))
+
+
+def test_relay__a_tampered_message_aborts_every_party(keys) -> None:
+    text = _failure_through(keys, _flip_data(after=2))
     assert "failed authentication" in text, text
 
 
@@ -242,11 +247,7 @@ def test_relay__a_forged_key_agreement_is_rejected(keys) -> None:
             return body[:-96] + bytes(32) + body[-64:]
         return body
 
-    port, thread, _ = _start_relay(keys, tamper=swap_key)
-    with pytest.raises(ProtocolError) as info:
-        run_parties(fns.protocols_party, [{"crypten": False}] * N, timeout_s=30,
-                    links=_configs(keys, port))
-    text = str(info.value) + "".join(getattr(info.value, "__notes__", []))
+    text = _failure_through(keys, swap_key)
     assert "not signed by its roster key" in text, text
 
 

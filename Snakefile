@@ -24,16 +24,24 @@ rule all:
     default_target: True
 
 
+# The curated summary (`make demo` prints it), the full detail and the results page.
 rule summary:
     input:
         [pilot_metrics(p) for p in config["pilots"]],
     output:
-        report("results/summary.md", category="Summary"),
+        summary=report(
+            "results/summary.md", caption="workflows/report/summary.rst", category="Summary"
+        ),
+        full="results/summary_full.md",
+        page=report(
+            "results/index.html", caption="workflows/report/results_page.rst", category="Summary"
+        ),
     log:
         "logs/summary.log",
     conda:
         "workflows/envs/secured_bio.yaml"
     params:
-        results=subpath(output[0], parent=True),
+        results=subpath(output.summary, parent=True),
     shell:
-        "secured-bio -v summarize {params.results} --out {output} 2> {log}"
+        "secured-bio -v summarize {params.results} --out {output.summary} "
+        "--full {output.full} --html {output.page} 2> {log}"

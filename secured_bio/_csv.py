@@ -10,10 +10,10 @@ from __future__ import annotations
 import csv
 import io
 import os
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from secured_bio.errors import FormatError, InputError, InputFileNotFoundError
+from secured_bio._inputs import require_file
+from secured_bio.errors import FormatError, InputError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -43,7 +43,7 @@ def read_csv_strings(
     Raises
     ------
     InputFileNotFoundError
-        If the file does not exist.
+        If the file does not exist, or is a folder.
     FormatError
         If it is not UTF-8, has no header, repeats a column name, or a row's number of
         fields differs from the header's (``path:line`` is given).
@@ -60,11 +60,7 @@ def read_csv_strings(
     """
     import pandas as pd
 
-    p = Path(path)
-    if not p.is_file():
-        raise InputFileNotFoundError(f"{label} table not found", where=str(p),
-                                     expected="an existing CSV file", got="no such file",
-                                     fix=f"check the {option} path")
+    p = require_file(path, f"{label} table", option=option, expected="an existing CSV file")
     raw = p.read_bytes()
     try:
         text = raw.decode("utf-8-sig")

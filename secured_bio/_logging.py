@@ -1,4 +1,8 @@
-"""Logging set-up for the command line: rich handler on stderr, optional log file.
+"""Logging set-up for the command line: stderr (rich on a terminal), optional log file.
+
+Rich formats for a terminal only: when stderr is a file or a pipe (a workflow rule's
+``2> log``), rich would wrap at 80 columns and split paths across lines, so records are
+written there as plain, unwrapped lines (``time LEVEL logger: message``), as in ``--log-file``.
 
 Privacy rule: log records may carry names, shapes, counts and paths, never data values.
 """
@@ -6,7 +10,11 @@ Privacy rule: log records may carry names, shapes, counts and paths, never data 
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
+
+#: One record per line, never wrapped: for log files and a redirected stderr.
+PLAIN_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def configure_logging(verbosity: int = 0, log_file: Path | None = None) -> None:
@@ -19,14 +27,22 @@ def configure_logging(verbosity: int = 0, log_file: Path | None = None) -> None:
         level = logging.ERROR
     logger = logging.getLogger("secured_bio")
     logger.setLevel(min(level, logging.INFO) if log_file else level)
+    for old in logger.handlers:  # an earlier --log-file stays open otherwise
+        old.close()
     logger.handlers.clear()
-    handler = RichHandler(console=Console(stderr=True), show_path=False, rich_tracebacks=False)
+    handler: logging.Handler
+    if sys.stderr.isatty():
+        handler = RichHandler(console=Console(stderr=True), show_path=False,
+                              rich_tracebacks=False)
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter(PLAIN_FORMAT))
     handler.setLevel(level)
     logger.addHandler(handler)
     if log_file is not None:
         log_file.parent.mkdir(parents=True, exist_ok=True)
         fh = logging.FileHandler(log_file, encoding="utf-8")
-        fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        fh.setFormatter(logging.Formatter(PLAIN_FORMAT))
         fh.setLevel(logging.INFO)
         logger.addHandler(fh)
     logger.propagate = False

@@ -1,8 +1,12 @@
 """The ``secured-bio`` command.
 
-Exit codes: 0 success, 1 failure (bad input, failed run), 2 usage error (unknown command,
-option or pilot, invalid config).  Errors are one clear message on stderr; ``--debug``
-adds the traceback.
+Exit codes, one rule for every command (the error's class decides, see
+:mod:`secured_bio.errors`): 0 success; 1 the command line is valid but the inputs or the run
+failed (a file missing, a folder where a file belongs, unreadable, truncated or corrupt
+input, data that violates its spec, a failed protocol or privacy check); 2 the command line
+is wrong (unknown command, option, pilot, data kind or config key, an invalid option value,
+a column named on the command line that the table lacks).  Errors are one clear message on
+stderr; ``--debug`` adds the traceback.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from typing import Any
 
 import click
 
-from secured_bio.errors import ConfigError, SecuredBioError, UnknownPilotError
+from secured_bio.errors import SecuredBioError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -77,7 +81,19 @@ def _stderr(message: str, style: str = "bold red") -> None:
     Console(stderr=True, highlight=False, soft_wrap=True).print(escape(message), style=style)
 
 
-@click.group(cls=_LazyGroup, context_settings=CONTEXT_SETTINGS)
+EXIT_CODES_EPILOG = """\b
+Exit codes (every command):
+  0  success
+  1  the inputs or the run failed: a file missing, a folder given for a file, unreadable,
+     truncated or corrupt input, data that violates its spec, a failed protocol or
+     privacy check; fix the data or the environment
+  2  the command line is wrong: unknown command, option, pilot, data kind or config key,
+     an invalid option value, a column named on the command line that the table lacks;
+     fix the command
+"""
+
+
+@click.group(cls=_LazyGroup, context_settings=CONTEXT_SETTINGS, epilog=EXIT_CODES_EPILOG)
 @click.version_option(package_name="secured-bio", prog_name="secured-bio")
 @click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
 @click.option("-q", "--quiet", is_flag=True, help="Only errors.")
@@ -141,7 +157,7 @@ def pilots_list(as_json: bool) -> None:
     console = Console(soft_wrap=False)
     console.print(table)
     for status, meaning in STATUSES.items():
-        console.print(f"  [dim]{status}: {meaning}[/dim]")
+        console.print(f"  [dim]{status}: {meaning}[/dim]", soft_wrap=True)
 
 
 @pilots.command("run")
@@ -324,18 +340,37 @@ def _parse_scalar(raw: str) -> Any:
 @click.argument("results", type=click.Path(file_okay=False, path_type=Path))
 @click.option(
     "--out", "out_file", type=click.Path(dir_okay=False, path_type=Path),
-    help="Write the Markdown summary here instead of stdout.",
+    help="Write the curated summary (Markdown) here instead of stdout.",
 )
-def summarize(results: Path, out_file: Path | None) -> None:
-    """Summarize every pilot's metrics.json under RESULTS as readable Markdown."""
-    from secured_bio.report import summarize_results
+@click.option(
+    "--full", "full_file", type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write every figure of every metrics.json here (Markdown).",
+)
+@click.option(
+    "--html", "html_file", type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the self-contained results page (key figures, plots, captions) here.",
+)
+def summarize(results: Path, out_file: Path | None, full_file: Path | None,
+              html_file: Path | None) -> None:
+    """Summarize every pilot's metrics.json under RESULTS.
 
-    text = summarize_results(results)
-    if out_file is None:
-        click.echo(text)
-        return
+    The curated summary gives per pilot the headline result in words and numbers, what it
+    means and what to look at next; --full keeps every figure, --html writes one results
+    page with the key figures and the main plots embedded.
+    """
     from secured_bio._atomic import atomic_write
+    from secured_bio.report import curated_summary, results_page, summarize_results
 
+    text = curated_summary(results, page=html_file, full=full_file)
+    if full_file is not None:
+        with atomic_write(full_file) as fh:
+            fh.write(summarize_results(results))
+    if html_file is not None:
+        with atomic_write(html_file) as fh:
+            fh.write(results_page(results, full=full_file))
+    if out_file is None:
+        click.echo(text, nl=False)
+        return
     with atomic_write(out_file) as fh:
         fh.write(text)
 
@@ -351,19 +386,17 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_FAILED
     except click.ClickException as e:
         e.show()
+        if (isinstance(e, click.BadParameter) and not isinstance(e, click.MissingParameter)
+                and isinstance(getattr(e.param, "type", None), click.Path)):
+            return EXIT_FAILED  # a path that is a folder (or missing): a file problem
         return e.exit_code if e.exit_code in (EXIT_FAILED, EXIT_USAGE) else EXIT_USAGE
-    except (UnknownPilotError, ConfigError) as e:
-        _stderr(f"error: {e}")
-        if debug:
-            traceback.print_exc()
-        return EXIT_USAGE
-    except SecuredBioError as e:
+    except SecuredBioError as e:  # the class decides the exit code (errors.py)
         _stderr(f"error: {e}")
         for note in getattr(e, "__notes__", []):
             _stderr(f"  {note}", style="red")
         if debug:
             traceback.print_exc()
-        return EXIT_FAILED
+        return EXIT_USAGE if e.exit_code == EXIT_USAGE else EXIT_FAILED
     except KeyboardInterrupt:
         _stderr("interrupted")
         return 130

@@ -3,6 +3,14 @@
 Every class also subclasses the matching builtin, so callers that catch ``ValueError``,
 ``FileNotFoundError`` or ``RuntimeError`` keep working.
 
+Exit codes of the ``secured-bio`` command come from the class (``exit_code``), one rule for
+every command: **2** when the command line is wrong (an unknown command, option, pilot, data
+kind or config key, an invalid option value, a column named on the command line that the
+table does not have: :class:`ConfigError` and its subclasses, :class:`UnknownPilotError`);
+**1** when the command line is valid but the inputs or the run failed (a file missing,
+unreadable, truncated or corrupt, data that violates its spec, a protocol failure, a privacy
+check that fails closed: every other class).
+
 Messages follow one shape: *what* failed, *where* (file, line/record, variable, pilot),
 *expected* vs *got*, and *how to fix* it.  Privacy rule: a message may show names, shapes,
 dtypes, counts and paths, never data values (genotypes, voxels, participant IDs).
@@ -20,6 +28,7 @@ __all__ = [
     "FormatError",
     "SchemaError",
     "ConfigError",
+    "UnknownColumnError",
     "PluginError",
     "UnknownPilotError",
     "ProtocolError",
@@ -49,6 +58,10 @@ class SecuredBioError(Exception):
     >>> print(e)
     constant phenotype [pheno.tsv:bmi]: expected 2+ values, got 1 value. Fix: choose another column
     """
+
+    #: Exit status of the ``secured-bio`` command when this error ends it (see the module
+    #: docstring): 1 = the inputs or the run failed, 2 = the command line is wrong.
+    exit_code: int = 1
 
     def __init__(
         self,
@@ -99,7 +112,19 @@ class SchemaError(InputError):
 
 
 class ConfigError(SecuredBioError, ValueError):
-    """A configuration value or command-line option is invalid."""
+    """A configuration value or command-line option is invalid (exit code 2)."""
+
+    exit_code = 2
+
+
+class UnknownColumnError(ConfigError, SchemaError):
+    """A column named by the caller (e.g. with ``--qi``) is not in the table (exit code 2).
+
+    A usage error (fix the name on the command line), and a :class:`SchemaError` for callers
+    that catch those.
+    """
+
+    exit_code = 2
 
 
 class PluginError(SecuredBioError, RuntimeError):
@@ -107,7 +132,9 @@ class PluginError(SecuredBioError, RuntimeError):
 
 
 class UnknownPilotError(PluginError, LookupError):
-    """No registered pilot has the requested name."""
+    """No registered pilot has the requested name (exit code 2)."""
+
+    exit_code = 2
 
 
 class ProtocolError(SecuredBioError, RuntimeError):

@@ -36,6 +36,7 @@ import math
 import os
 import re
 import warnings as _pywarnings
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -49,12 +50,14 @@ import yaml
 
 from secured_bio._bgzf import compression as _compression
 from secured_bio._bgzf import has_bgzf_eof as _has_bgzf_eof
+from secured_bio._inputs import reading, reject_folder
 from secured_bio.errors import (
     ConfigError,
     FormatError,
     InputFileNotFoundError,
     SchemaError,
     SecuredBioError,
+    UnknownColumnError,
     did_you_mean,
 )
 
@@ -591,7 +594,7 @@ def _iter_rows(path: Path, delimiter: str, comment: str | None) -> Iterator[tupl
                 got="bytes that are not UTF-8 (a binary file?)",
                 fix="export the table as UTF-8 CSV/TSV",
             ) from e
-        except (csv.Error, EOFError, gzip.BadGzipFile) as e:
+        except (csv.Error, EOFError, gzip.BadGzipFile, zlib.error) as e:
             raise FormatError(
                 "table could not be read", where=str(path), expected="a well-formed text table",
                 got=type(e).__name__, fix="check quoting and compression of the file",
@@ -646,7 +649,7 @@ class _TableChecker:
                 self._missing_column(col.name, "required column", header, line)
         for name, role in self.extra_required.items():
             if name not in present:
-                self._missing_column(name, role, header, line)
+                self._missing_column(name, role, header, line, named_by_caller=True)
         declared = {c.name for c in self.columns}
         extra = [h for h in header if h not in declared]
         other = table.get("other_columns")
@@ -670,9 +673,11 @@ class _TableChecker:
         self.header = header
         return [c for c in self.columns if c.name in present]
 
-    def _missing_column(self, name: str, role: str, header: list[str], line: int) -> None:
+    def _missing_column(self, name: str, role: str, header: list[str], line: int, *,
+                        named_by_caller: bool = False) -> None:
         hint = did_you_mean(name, header)
-        raise SchemaError(
+        # A column the caller named (--qi...) is a usage error; one the spec requires is not.
+        raise (UnknownColumnError if named_by_caller else SchemaError)(
             f"{role} '{name}' is missing", where=_loc(self.path, line=line),
             expected=f"a column named '{name}'",
             got=f"a header of {len(header)} columns without it",
@@ -1159,7 +1164,7 @@ def _read_vcf_header(path: Path, compression: str, rules: dict[str, Any]) -> dic
                     return {"version": version, "columns": line.split("\t"), "formats": formats,
                             "header_lines": lineno}
                 break
-    except (EOFError, gzip.BadGzipFile, UnicodeDecodeError, OSError) as e:
+    except (EOFError, gzip.BadGzipFile, UnicodeDecodeError, OSError, zlib.error) as e:
         raise FormatError(
             "VCF header could not be read", where=str(path),
             expected="a complete text header", got=type(e).__name__,
@@ -1213,12 +1218,9 @@ def _check_vcf(path: Path, spec: dict[str, Any], opts: dict[str, Any]) -> tuple[
             got="plain gzip", fix=f"recompress: zcat {path} | bgzip > out.vcf.gz",
         )
     if compression == "bgzf":
-        with gzip.open(path, "rb") as g:
-            try:
-                magic = g.read(3)
-            except (EOFError, OSError) as e:
-                raise FormatError("BGZF file could not be read", where=str(path),
-                                  got=type(e).__name__, fix="re-create or re-copy it") from e
+        with reading(path, "BGZF file", fix="re-create or re-copy it"), \
+                gzip.open(path, "rb") as g:
+            magic = g.read(3)
     else:
         with open(path, "rb") as fb:
             magic = fb.read(3)
@@ -1410,7 +1412,8 @@ def _load_nifti(path: Path, role: str) -> Any:
 
     try:
         img = nib.load(path)
-    except (nib.filebasedimages.ImageFileError, OSError, ValueError, EOFError) as e:
+    except (nib.filebasedimages.ImageFileError, OSError, ValueError, EOFError,
+            zlib.error) as e:
         raise FormatError(
             f"{role} is not a readable NIfTI image", where=str(path),
             expected="a NIfTI-1 or NIfTI-2 file (.nii or .nii.gz)", got=type(e).__name__,
@@ -1476,7 +1479,7 @@ def _count_nonfinite(path: Path, img: Any, data: np.ndarray | None = None) -> tu
                 k = int(np.count_nonzero(~np.isfinite(vol)))
                 n_bad += k
                 bad_volumes += k > 0
-    except (OSError, EOFError, ValueError, gzip.BadGzipFile) as e:
+    except (OSError, EOFError, ValueError, gzip.BadGzipFile, zlib.error) as e:
         raise FormatError("image data could not be read", where=f"{path}: volume {t}",
                           expected=f"{n_volumes} complete volumes", got=type(e).__name__,
                           fix="the file may be truncated: re-export it") from e
@@ -1559,6 +1562,7 @@ def _read_atlas(apath: Path, rules: dict[str, Any], warnings: list[str], *,
     are at least ``rules['min_labels']`` besides the background.  Returns the image and its
     data as an integer array.
     """
+    reject_folder(apath, "nifti atlas", option="--atlas", expected="a 3D label image file")
     if not apath.exists():
         raise InputFileNotFoundError("nifti atlas file not found", where=str(apath),
                                      expected="an existing 3D label image",
@@ -1582,7 +1586,7 @@ def _read_atlas(apath: Path, rules: dict[str, Any], warnings: list[str], *,
     _check_affine(apath, atlas.affine, "atlas")
     try:
         data = np.asanyarray(atlas.dataobj).reshape(ashape)
-    except (OSError, EOFError, ValueError, gzip.BadGzipFile) as e:
+    except (OSError, EOFError, ValueError, gzip.BadGzipFile, zlib.error) as e:
         raise FormatError("atlas data could not be read", where=str(apath),
                           got=type(e).__name__, fix="re-export the atlas") from e
     on_disk = atlas.header.get_data_dtype()

@@ -128,7 +128,9 @@ EXTRA = {
 @pytest.mark.parametrize("pilot", sorted(TINY))
 def test_pilots_run__builtin_pilot_end_to_end(pilot, tmp_path, capsys):
     cfg = tmp_path / "c.yaml"
-    cfg.write_text(json.dumps({"sites": 2, "seed": 3, "demo": TINY[pilot],
+    # The secure GWAS refuses two sites (each would learn the other's sums): three there.
+    n_sites = 3 if pilot == "genomic_access" else 2
+    cfg.write_text(json.dumps({"sites": n_sites, "seed": 3, "demo": TINY[pilot],
                                **EXTRA.get(pilot, {})}))
     out = tmp_path / "run"
     assert main(["pilots", "run", pilot, "--out", str(out), "--config", str(cfg)]) == 0, (
@@ -136,7 +138,7 @@ def test_pilots_run__builtin_pilot_end_to_end(pilot, tmp_path, capsys):
     )
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["pilot"] == pilot and metrics["status"] == get_pilot(pilot).status
-    assert metrics["config"]["sites"] == 2 and metrics["data"]["source"] == "simulated"
+    assert metrics["config"]["sites"] == n_sites and metrics["data"]["source"] == "simulated"
     assert metrics["validation"]["all_ok"] is True and metrics["validation"]["files"] >= 1
     reports = json.loads((out / "validation.json").read_text())
     assert len(reports) == metrics["validation"]["files"]
@@ -152,10 +154,10 @@ def test_pilots_run__builtin_pilot_end_to_end(pilot, tmp_path, capsys):
     m2 = json.loads((out2 / "metrics.json").read_text())
     assert m2["data"]["source"] == "given" and m2["inputs"] == metrics["inputs"]
     if pilot == "genomic_access":  # per-site QC and the secure GWAS ran on the cohort
-        assert set(metrics["qc"]) == {"site1", "site2"}
+        assert set(metrics["qc"]) == {"site1", "site2", "site3"}
         assert metrics["gwas"]["n_variants_tested"] > 0
         assert metrics["gwas"]["planted_causal"]["n"] == 2
-        assert metrics["gwas"]["protocol"]["sites"] == ["site1", "site2"]
+        assert metrics["gwas"]["protocol"]["sites"] == ["site1", "site2", "site3"]
         assert (out / "gwas" / "cohort.linear.manhattan.png").stat().st_size > 1000
         assert m2["gwas"]["lambda_gc"] == metrics["gwas"]["lambda_gc"]
     if pilot == "tumor_classification":  # features per site, FL, audit, encrypted inference
@@ -173,6 +175,9 @@ def test_pilots_run__builtin_pilot_end_to_end(pilot, tmp_path, capsys):
         assert 0.0 <= metrics["dp"]["mia_auc"] <= 1.0
         assert metrics["stream"]["observations"] == 500 and metrics["stream"]["obs_per_s"] > 0
         assert (out / "report" / "timelines.png").is_file()
+        pu = metrics["privacy_utility"]  # members and non-members from the same period
+        assert pu["nonmembers"] == "audit" and metrics["nodp"]["mia"]["nonmembers"] == "audit"
+        assert (out / pu["plot"]).stat().st_size > 10_000
     if pilot == "synthetic_education":  # teaching cases with vitals chart and image
         assert metrics["cases"]["n"] == 7 and metrics["cases"]["conditions_met_share"] == 1.0
         assert metrics["table"]["exact_copies_share"] <= 0.01
@@ -280,8 +285,10 @@ def test_summarize__per_site_counts_become_a_table(tmp_path, capsys):
         "qc": {"site1": {"samples": 3, "variants": 9}, "site2": {"samples": 4, "variants": 9}},
         "protocol": {"reveal_set": {"k": "v"}, "rounds": 2},
     }))
-    assert main(["summarize", str(tmp_path)]) == 0
-    out = capsys.readouterr().out
+    full = tmp_path / "summary_full.md"
+    assert main(["summarize", str(tmp_path), "--full", str(full)]) == 0
+    assert "Full detail: each pilot's metrics.json and " in capsys.readouterr().out
+    out = full.read_text()
     assert "| site2 | 4 | 9 |" in out and "- protocol.rounds: 2" in out
     assert "protocol.reveal_set: (see the JSON file)" in out
 

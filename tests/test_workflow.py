@@ -13,7 +13,7 @@ from conftest import BIN, REPO
 pytestmark = pytest.mark.snakemake
 
 TINY_CONFIG = {
-    "sites": 2,
+    "sites": 3,  # the secure GWAS needs three sites (with two, each learns the other's sums)
     "seed": 1,
     "fl_engine": {"tumor_classification": "inprocess", "telemonitoring": "inprocess"},
     "demo": {
@@ -50,7 +50,7 @@ def test_dry_run__plans_every_pilot(workdir, cli_env):
     for pilot in TINY_CONFIG["demo"]:
         assert f"{pilot}_demo" in res.stdout
         if pilot == "genomic_access":  # its steps are rules, one job per site where local
-            for rule, jobs in (("ingest", 2), ("qc", 2), ("gwas", 1), ("metrics", 1)):
+            for rule, jobs in (("ingest", 3), ("qc", 3), ("gwas", 1), ("metrics", 1)):
                 assert re.search(rf"genomic_access_{rule}\s+{jobs}\n", res.stdout), rule
         elif pilot == "synthetic_education":
             for rule in ("spec", "cases", "metrics"):
@@ -68,28 +68,51 @@ def test_config__schema_violation_is_reported(workdir, cli_env):
     assert "sites" in out and "minimum" in out
 
 
+def _paths_in(doc):
+    """Strings of a JSON document that look like file paths (relative ones or absolute)."""
+    if isinstance(doc, dict):
+        doc = list(doc.values())
+    if isinstance(doc, list):
+        return [p for x in doc for p in _paths_in(x)]
+    if isinstance(doc, str) and re.fullmatch(r"[\w./-]+/[\w.-]+|[\w-]+\.(json|png|html)", doc):
+        return [doc]
+    return []
+
+
 @pytest.mark.slow
 def test_real_run__tiny_demo_all_pilots_and_report(workdir, cli_env):
     res = snakemake("--cores", "2", cwd=workdir, env=cli_env)
     assert res.returncode == 0, res.stderr[-4000:]
-    summary = (workdir / "results" / "summary.md").read_text()
+    results = workdir / "results"
+    summary = (results / "summary.md").read_text()
+    assert len(summary.splitlines()) <= 28, summary  # `make demo` prints it: <= 30 lines
+    assert "Results page: results/index.html" in summary
+    assert (results / "index.html").is_file() and (results / "summary_full.md").is_file()
+    sites = ["site1", "site2", "site3"]
     for pilot in TINY_CONFIG["demo"]:
         assert f"## {pilot}" in summary
         assert (workdir / "logs" / pilot / "demo.log").is_file()
+        # one layout for every pilot: cohort in demo/, outputs and metrics.json in run/
+        text = (results / pilot / "run" / "metrics.json").read_text()
+        assert ".tmp" not in text, pilot  # paths name the finished folder
+        for path in _paths_in(json.loads(text)):  # ... and the files exist
+            assert (workdir / path).exists() or (results / pilot / "run" / path).exists(), path
         if pilot in ("genomic_access", "synthetic_education"):
             continue
-        metrics = json.loads((workdir / "results" / pilot / "run" / "metrics.json").read_text())
+        metrics = json.loads(text)
         assert metrics["validation"]["all_ok"] is True
         assert metrics["data"]["source"] == "given"
-    ga = workdir / "results" / "genomic_access"
+    for out in ("summary.md", "summary_full.md", "index.html"):
+        assert ".tmp" not in (results / out).read_text(), out
+    ga = results / "genomic_access" / "run"
     metrics = json.loads((ga / "metrics.json").read_text())
-    assert metrics["sites"] == ["site1", "site2"] and set(metrics["qc"]) == {"site1", "site2"}
+    assert metrics["sites"] == sites and set(metrics["qc"]) == set(sites)
     assert metrics["gwas"]["test"] == "linear" and metrics["gwas"]["n_variants_tested"] > 0
-    for site in ("site1", "site2"):
+    for site in sites:
         assert (ga / "stores" / f"{site}.zarr" / "zarr.json").is_file()
         assert (ga / "qc" / f"{site}.hardy").is_file()
         assert (workdir / "logs" / "genomic_access" / f"ingest_{site}.log").is_file()
-    se = workdir / "results" / "synthetic_education"
+    se = results / "synthetic_education" / "run"
     metrics = json.loads((se / "metrics.json").read_text())
     assert metrics["cases"]["n"] > 0 and metrics["cases"]["conditions_met_share"] == 1.0
     assert (se / "cases" / "index.html").is_file()
@@ -97,6 +120,14 @@ def test_real_run__tiny_demo_all_pilots_and_report(workdir, cli_env):
     rep = snakemake("--report", "report.html", cwd=workdir, env=cli_env)
     assert rep.returncode == 0, rep.stderr[-2000:]
     assert (workdir / "report.html").stat().st_size > 10_000
+    # every pilot's plots are in the report, each with its caption
+    # (tumour classification and telemonitoring both have the three federated plots; the
+    # summary has the results page and the education pilot its index of cases)
+    listing = rep.stdout + rep.stderr
+    for name, n in (("training_curves.png", 2), ("per_site.png", 2), ("fairness.png", 2),
+                    ("roc_pr.png", 1), ("cohort.linear.qq.png", 1), ("index.html", 2),
+                    ("summary.md", 1)):
+        assert listing.count(f"Adding {name} ") == n, name
     # nothing left to do: the workflow is complete and consistent
     again = snakemake("--dry-run", cwd=workdir, env=cli_env)
     assert "Nothing to be done" in again.stdout + again.stderr, again.stdout[-2000:]

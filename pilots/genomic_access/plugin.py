@@ -115,7 +115,9 @@ def collect(root: Path, config: Mapping[str, Any]) -> dict[str, Any]:
     paths = output_paths(root / GWAS_PREFIX, test=str(config["test"]))
     summary = read_summary(paths["summary"])
     gwas = {k: summary[k] for k in ("test", "n_variants", "n_variants_tested", "lambda_gc",
-                                    "n_genome_wide_hits", "min_p", "n_samples") if k in summary}
+                                    "n_genome_wide_hits", "min_p", "n_samples",
+                                    "principal_components", "inflation_note")
+            if k in summary}
     gwas["protocol"] = summary.get("protocol")
     gwas["outputs"] = {k: p.relative_to(root).as_posix() for k, p in paths.items()}
     truth_file = data / "truth.json"

@@ -51,11 +51,13 @@ def _open_genotypes(vcf: Path | None, zarr: Path | None) -> GenotypeStore:
             fix="check the path given to " + ("--vcf" if vcf is not None else "--zarr"),
         )
     if vcf is not None and Path(vcf).is_dir():
-        raise ConfigError("--vcf points to a folder", where=str(vcf),
-                          expected="a VCF/BCF file", fix="give a zarr store with --zarr")
+        raise InputFileNotFoundError("--vcf points to a folder, not a file", where=str(vcf),
+                                     expected="a VCF/BCF file", got="a folder",
+                                     fix="give a zarr store with --zarr")
     if zarr is not None and not Path(zarr).is_dir():
-        raise ConfigError("--zarr points to a file", where=str(zarr),
-                          expected="a zarr store folder", fix="give a VCF/BCF with --vcf")
+        raise InputFileNotFoundError("--zarr points to a file, not a folder", where=str(zarr),
+                                     expected="a zarr store folder", got="a file",
+                                     fix="give a VCF/BCF with --vcf")
     from secured_bio.genomics.store import open_genotypes
 
     return open_genotypes(path)

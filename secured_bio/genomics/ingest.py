@@ -51,12 +51,14 @@ import numpy as np
 from secured_bio._atomic import atomic_dir
 from secured_bio._bgzf import compression as _compression
 from secured_bio._bgzf import has_bgzf_eof as _has_bgzf_eof
+from secured_bio._inputs import describe_error, reading
 from secured_bio._progress import track
 from secured_bio.errors import (
     ConfigError,
     FormatError,
     InputFileNotFoundError,
     SchemaError,
+    SecuredBioError,
     did_you_mean,
 )
 from secured_bio.genomics.store import (
@@ -204,16 +206,13 @@ def _where(path: Path, record: int | None, line: int | None = None, extra: str =
 
 
 def _is_bcf(path: Path, compression: str) -> bool:
-    try:
+    with reading(path, "VCF/BCF file", expected="a VCF (plain, BGZF or gzip) or a BCF",
+                 fix="the file was cut short or damaged: re-copy or re-create it"):
         if compression == "plain":
             with open(path, "rb") as f:
                 return f.read(3) == b"BCF"
         with gzip.open(path, "rb") as g:
             return g.read(3) == b"BCF"
-    except (OSError, EOFError) as e:
-        raise FormatError("file could not be decompressed", where=str(path),
-                          expected="a VCF (plain, BGZF or gzip) or a BCF", got=type(e).__name__,
-                          fix="re-create or re-copy the file") from e
 
 
 class _Source:
@@ -267,8 +266,24 @@ class _TextSource(_Source):
                               got=type(e).__name__, fix="check the file with bcftools view -h"
                               ) from e
         self._lines = iter(self._fh)
-        self.samples, self.header_lines = self._read_header()
         self._tabix: Any = None
+        self.header_lines = None
+        try:
+            self.samples, self.header_lines = self._read_header()
+        except BaseException as e:
+            # Close now: pysam's __dealloc__ would otherwise print "Exception ignored" with
+            # a traceback when the damaged handle is collected.
+            self.close()
+            if not isinstance(e, SecuredBioError) and isinstance(e, OSError | ValueError |
+                                                                 EOFError):
+                raise FormatError(
+                    "VCF header could not be read", where=str(path),
+                    expected="a complete VCF text header",
+                    got=("a file cut short (no BGZF end-of-file block)" if self.truncated
+                         else describe_error(e)),
+                    fix="the file was cut short or damaged: re-copy or re-create it",
+                ) from e
+            raise
         if region is not None:
             if compression != "bgzf":
                 raise ConfigError(

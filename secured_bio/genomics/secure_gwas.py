@@ -90,7 +90,7 @@ P-value unchanged; ``BETA`` and ``SE`` are scaled back), dosages are in [0, 2],
 real fit), well inside the protocol's range ``2**(62 - 46) / n_sites`` (21,845 for three
 sites).  The rounding error of a pooled average is at most ``n_sites * 2**-47`` (2e-14 for
 three sites): relative errors of the statistics of order
-1e-12, negligible next to the acceptance bounds (max |d -log10 P| <= 0.01) and below the
+1e-12, negligible next to the acceptance bounds (``max |d -log10 P| <= 0.01``) and below the
 Newton tolerance of the logistic fits (1e-8 on the step).
 
 Parties move in lockstep: every decision (which variants are still iterating, step

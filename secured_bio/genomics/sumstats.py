@@ -8,7 +8,8 @@ A GWAS writes, for ``PREFIX`` and a test ``T`` (``linear``, ``logistic``, ``alle
 - ``PREFIX.T.ssf.tsv`` and ``PREFIX.T.ssf.tsv-meta.yaml``: GWAS-SSF v1.0 (GWAS Catalog
   summary statistics format; missing values ``#NA``) and its metadata;
 - ``PREFIX.T.manhattan.png`` and ``PREFIX.T.qq.png``;
-- ``PREFIX.T.summary.json``: counts, genomic inflation factor lambda and the format
+- ``PREFIX.T.summary.json``: counts, genomic inflation factor lambda, an
+  ``inflation_note`` saying what lambda suggests (:func:`inflation_note`) and the format
   name/version (:data:`FORMAT_NAME`, :data:`FORMAT_VERSION`).
 
 All files are written under temporary names and renamed together when every one is
@@ -56,6 +57,8 @@ __all__ = [
     "summary_record",
     "manhattan_plot",
     "qq_plot",
+    "INFLATION_FLAG",
+    "inflation_note",
     "output_paths",
     "write_gwas_outputs",
     "read_plink_table",
@@ -398,8 +401,14 @@ def _figure(width: float, height: float) -> Any:
     return fig
 
 
-def manhattan_plot(results: pd.DataFrame, path: str | os.PathLike[str], *, title: str) -> None:
+def manhattan_plot(
+    results: pd.DataFrame, path: str | os.PathLike[str], *, title: str
+) -> Any:
     """Draw a Manhattan plot (-log10 P along the genome) as PNG (matplotlib Agg).
+
+    With one chromosome the x axis is the position on it in Mb; with several, the
+    chromosomes follow each other (in the order of ``results``) and are labelled by name.
+    The dashed line is the genome-wide threshold (:data:`GENOME_WIDE`).
 
     Parameters
     ----------
@@ -410,12 +419,17 @@ def manhattan_plot(results: pd.DataFrame, path: str | os.PathLike[str], *, title
     title
         Plot title.
 
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure written.
+
     Examples
     --------
     >>> import tempfile, pathlib
     >>> r = pd.DataFrame({"#CHROM": ["1", "1", "2"], "POS": [1, 9, 4], "P": [0.5, 1e-9, 0.1]})
     >>> out = pathlib.Path(tempfile.mkdtemp()) / "m.png"
-    >>> manhattan_plot(r, out, title="demo")
+    >>> fig = manhattan_plot(r, out, title="demo")
     >>> out.read_bytes()[:4] == b"\\x89PNG"
     True
     """
@@ -425,29 +439,119 @@ def manhattan_plot(results: pd.DataFrame, path: str | os.PathLike[str], *, title
     pos = results["POS"].to_numpy(dtype=np.float64)
     chrom = results["#CHROM"].astype(str).to_numpy()
     order = list(dict.fromkeys(chrom))
-    offset, ticks, labels = 0.0, [], []
-    for i, c in enumerate(order):
-        sel = (chrom == c) & np.isfinite(p)
-        cpos = pos[chrom == c]
-        lo, hi = (float(cpos.min()), float(cpos.max())) if cpos.size else (0.0, 1.0)
-        x = offset + pos[sel] - lo
-        ax.scatter(x, -np.log10(np.clip(p[sel], 1e-300, 1)), s=4,
-                   color=("#1f4e79", "#6fa8dc")[i % 2], linewidths=0, rasterized=True)
-        ticks.append(offset + (hi - lo) / 2)
-        labels.append(c)
-        offset += (hi - lo) + max(1.0, 0.02 * (hi - lo))
-    ax.axhline(-math.log10(GENOME_WIDE), color="#c00000", lw=0.8, ls="--")
-    ax.set_xticks(ticks)
-    ax.set_xticklabels(labels)
-    ax.set_xlabel("chromosome")
+    logp = -np.log10(np.clip(p, 1e-300, 1))
+    if len(order) == 1:
+        sel = np.isfinite(p)
+        ax.scatter(pos[sel] / 1e6, logp[sel], s=4, color="#1f4e79", linewidths=0,
+                   rasterized=True)
+        if pos.size:
+            lo, hi = float(pos.min()) / 1e6, float(pos.max()) / 1e6
+            pad = max(0.02 * (hi - lo), 1e-6)
+            ax.set_xlim(lo - pad, hi + pad)
+        ax.set_xlabel(f"position on chromosome {order[0]} (Mb)")
+    else:
+        offset, ticks, labels = 0.0, [], []
+        for i, c in enumerate(order):
+            sel = (chrom == c) & np.isfinite(p)
+            cpos = pos[chrom == c]
+            lo, hi = (float(cpos.min()), float(cpos.max())) if cpos.size else (0.0, 1.0)
+            ax.scatter(offset + pos[sel] - lo, logp[sel], s=4,
+                       color=("#1f4e79", "#6fa8dc")[i % 2], linewidths=0, rasterized=True)
+            ticks.append(offset + (hi - lo) / 2)
+            labels.append(c)
+            offset += (hi - lo) + max(1.0, 0.02 * (hi - lo))
+        ax.set_xticks(ticks)
+        ax.set_xticklabels(labels)
+        ax.set_xlabel("chromosome")
+    ax.axhline(-math.log10(GENOME_WIDE), color="#c00000", lw=0.8, ls="--",
+               label=f"genome-wide significance (P = {GENOME_WIDE:g})")
+    finite = logp[np.isfinite(p)]
+    top = float(finite.max()) if finite.size else 0.0
+    ax.set_ylim(0, max(top, -math.log10(GENOME_WIDE)) * 1.08)
     ax.set_ylabel("-log10 P")
     ax.set_title(title)
+    ax.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, format="png")
+    return fig
 
 
-def qq_plot(results: pd.DataFrame, path: str | os.PathLike[str], *, title: str) -> None:
+#: lambda_GC above this is flagged as inflation on the QQ plot and in the summary.
+INFLATION_FLAG = 1.1
+
+
+def inflation_note(
+    lambda_gc: float | None, *, principal_components: int | None = None,
+    n_variants: int | None = None,
+) -> str:
+    """One sentence on what the genomic inflation factor says, for plots and summaries.
+
+    Parameters
+    ----------
+    lambda_gc
+        The genomic inflation factor (None or NaN: nothing tested).
+    principal_components
+        Number of principal components among the covariates (None: unknown).
+    n_variants
+        Number of variants lambda comes from (below 1,000 the note says it is imprecise).
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> inflation_note(1.02)
+    'lambda_GC 1.020: no marked inflation (flag above 1.10)'
+    >>> inflation_note(1.96, principal_components=0)[:40]
+    'lambda_GC 1.960: inflated (above 1.10); '
+    """
+    if lambda_gc is None or not math.isfinite(lambda_gc):
+        return "lambda_GC undefined: no variant was tested"
+    head = f"lambda_GC {lambda_gc:.3f}"
+    if n_variants is not None and n_variants < 1000:
+        head += f" (from only {n_variants} variants: imprecise)"
+    if lambda_gc <= INFLATION_FLAG:
+        return f"{head}: no marked inflation (flag above {INFLATION_FLAG:.2f})"
+    head += f": inflated (above {INFLATION_FLAG:.2f}); "
+    if principal_components == 0:
+        return head + ("no principal components were adjusted for, so population "
+                       "structure is the first suspect: rerun with PCs as covariates "
+                       "(e.g. --pcs 4)")
+    if principal_components:
+        return head + (f"left after {principal_components} principal components: residual "
+                       "structure, relatedness, or polygenic signal in LD (a short region "
+                       "with strong causal variants inflates lambda without confounding)")
+    return head + ("check for population structure (PCs as covariates), relatedness or "
+                   "polygenic signal in LD")
+
+
+def _qq_band(n: int, level: float = 0.95) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return the expected -log10 P of ``n`` sorted uniform P and its pointwise band.
+
+    The i-th smallest of n uniform P-values is Beta(i, n - i + 1) distributed; the band is
+    that distribution's central ``level`` interval, on the -log10 scale.
+    """
+    from scipy import stats
+
+    i = np.arange(1, n + 1, dtype=np.float64)
+    expected = -np.log10((i - 0.5) / n)
+    a = (1.0 - level) / 2
+    upper = -np.log10(stats.beta.ppf(a, i, n - i + 1))
+    lower = -np.log10(stats.beta.ppf(1.0 - a, i, n - i + 1))
+    return expected, lower, upper
+
+
+def qq_plot(
+    results: pd.DataFrame, path: str | os.PathLike[str], *, title: str,
+    note: str | None = None,
+) -> Any:
     """Draw a QQ plot of -log10 P against its uniform expectation, with lambda, as PNG.
+
+    The x axis spans the expected range only; the grey band is the pointwise 95 % interval
+    of uniform order statistics (Beta(i, n - i + 1) quantiles).  A lambda_GC above
+    :data:`INFLATION_FLAG` is flagged in red in the plot, with ``note`` (see
+    :func:`inflation_note`) saying what it may mean.
 
     Parameters
     ----------
@@ -457,31 +561,55 @@ def qq_plot(results: pd.DataFrame, path: str | os.PathLike[str], *, title: str) 
         PNG file to write.
     title
         Plot title.
+    note
+        Sentence on the inflation shown under lambda (default: :func:`inflation_note`).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure written.
 
     Examples
     --------
     >>> import tempfile, pathlib
     >>> out = pathlib.Path(tempfile.mkdtemp()) / "q.png"
-    >>> qq_plot(pd.DataFrame({"P": [0.5, 0.01, 0.3]}), out, title="demo")
+    >>> fig = qq_plot(pd.DataFrame({"P": [0.5, 0.01, 0.3]}), out, title="demo")
     >>> out.stat().st_size > 0
     True
     """
-    fig = _figure(5, 5)
+    import textwrap
+
+    fig = _figure(5.5, 5.5)
     ax = fig.add_subplot(1, 1, 1)
     p = np.sort(results["P"].to_numpy(dtype=np.float64))
     p = p[np.isfinite(p)]
-    if p.size:
-        expected = -np.log10((np.arange(1, p.size + 1) - 0.5) / p.size)
-        observed = -np.log10(np.clip(p, 1e-300, 1))
-        ax.scatter(expected, observed, s=5, color="#1f4e79", linewidths=0, rasterized=True)
-        top = float(max(expected.max(), observed.max()))
-        ax.plot([0, top], [0, top], color="#c00000", lw=0.8)
     lam = genomic_inflation(p)
+    if p.size:
+        expected, lower, upper = _qq_band(p.size)
+        observed = -np.log10(np.clip(p, 1e-300, 1))
+        ax.fill_between(expected, lower, upper, color="#bbbbbb", alpha=0.6, lw=0,
+                        label="95% band under the null")
+        xmax = float(expected.max())
+        ax.plot([0, xmax], [0, xmax], color="#c00000", lw=0.8, label="expected (null)")
+        ax.scatter(expected, observed, s=5, color="#1f4e79", linewidths=0, rasterized=True,
+                   label=f"variants (n={p.size})")
+        ax.set_xlim(0, xmax * 1.05)
+        ax.set_ylim(0, max(float(observed.max()), float(upper.max())) * 1.05)
+        ax.legend(loc="upper left", fontsize=8)
+        inflated = lam > INFLATION_FLAG
+        text = note if note is not None else inflation_note(lam)
+        ax.text(0.98, 0.02, "\n".join(textwrap.wrap(text, 44, break_on_hyphens=False)),
+                transform=ax.transAxes, ha="right", va="bottom", fontsize=7,
+                color="#c00000" if inflated else "#333333",
+                bbox={"facecolor": "white", "edgecolor": "#c00000" if inflated else "#999999",
+                      "alpha": 0.9})
+        title = f"{title}\nlambda_GC = {lam:.3f}" + ("  (inflated)" if inflated else "")
     ax.set_xlabel("expected -log10 P")
     ax.set_ylabel("observed -log10 P")
-    ax.set_title(f"{title}\nlambda_GC = {lam:.3f}" if p.size else title)
+    ax.set_title(title)
     fig.tight_layout()
     fig.savefig(path, format="png")
+    return fig
 
 
 def output_paths(prefix: str | os.PathLike[str], *, test: str) -> dict[str, Path]:
@@ -575,6 +703,12 @@ def write_gwas_outputs(
         "files": {k: p.name for k, p in paths.items()},
         "software": f"secured_bio {__version__}",
     })
+    pcs = record.get("principal_components")
+    if pcs is None:  # count PC covariates when the caller did not say
+        pcs = sum(1 for c in covariates if re.fullmatch(r"PC\d+", str(c)))
+    record["inflation_note"] = inflation_note(
+        record["lambda_gc"], principal_components=int(pcs),
+        n_variants=record["n_variants_tested"])
     keys = ["table", "ssf", "ssf_meta", "manhattan", "qq", "summary"]
     with atomic_paths(*(paths[k] for k in keys)) as tmps:
         tmp = dict(zip(keys, tmps, strict=True))
@@ -589,7 +723,7 @@ def write_gwas_outputs(
         tmp["ssf_meta"].write_text(yaml.safe_dump(meta, sort_keys=False), encoding="utf-8")
         title = f"{trait}: {test}"
         manhattan_plot(results, tmp["manhattan"], title=title)
-        qq_plot(results, tmp["qq"], title=title)
+        qq_plot(results, tmp["qq"], title=title, note=record["inflation_note"])
         tmp["summary"].write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     return paths
 

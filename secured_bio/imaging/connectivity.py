@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from secured_bio._atomic import atomic_paths, atomic_write
+from secured_bio._inputs import DAMAGED_FILE_ERRORS, reject_folder
 from secured_bio.errors import (
     ConfigError,
     FormatError,
@@ -434,6 +435,7 @@ def read_confounds(path: str | os.PathLike[str], *, n_timepoints: int | None = N
     import pandas as pd
 
     p = Path(path)
+    reject_folder(p, "confounds file", option="--confounds")
     if not p.is_file():
         raise InputFileNotFoundError("confounds file not found", where=str(p),
                                      expected="a TSV with one column per regressor",
@@ -441,7 +443,7 @@ def read_confounds(path: str | os.PathLike[str], *, n_timepoints: int | None = N
     try:
         df = pd.read_csv(p, sep="\t", na_values=["n/a", "NA", "nan", ""],
                          keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, *DAMAGED_FILE_ERRORS) as e:
         raise FormatError("confounds file is not a readable TSV", where=str(p),
                           expected="tab-separated values with a header row",
                           got=type(e).__name__, fix="write it as a TSV") from e

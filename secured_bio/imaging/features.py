@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from secured_bio._inputs import read_table
 from secured_bio._progress import track
 from secured_bio.errors import ConfigError, InputFileNotFoundError, SchemaError, did_you_mean
 from secured_bio.imaging.connectivity import _series_and_atlas, series_connectivity
@@ -139,7 +140,7 @@ def _participants(root: Path) -> pd.DataFrame | None:
     path = root / "participants.tsv"
     if not path.is_file():
         return None
-    table = pd.read_csv(path, sep="\t", dtype={"participant_id": str})
+    table = read_table(path, "participants table", sep="\t", dtype={"participant_id": str})
     if "participant_id" not in table.columns:
         raise SchemaError("participants.tsv has no participant_id column", where=str(path),
                           expected="a BIDS participants.tsv", fix="add the column")

@@ -74,8 +74,11 @@ def stratified_split(
 class TumorConnectivityTask(FederatedTask):
     """Tumour grade (0 low, 1 high) from connectivity edge features, one table per site.
 
-    Parameters (keyword, JSON-serialisable)
-    ---------------------------------------
+    The keyword parameters must be JSON-serialisable (they are passed as ``task_params`` of
+    :func:`~secured_bio.privacy.federated.run_federated`).
+
+    Parameters
+    ----------
     features_dir
         Folder holding one sub-folder per site (simulation; ``sites`` names them in partition
         order).  In a deployment each SuperNode names its own folder as ``data-dir`` instead.

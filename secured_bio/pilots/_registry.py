@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from collections.abc import Mapping
 from importlib.metadata import EntryPoint, entry_points
@@ -169,7 +170,7 @@ def run_pilot(
     start = time.perf_counter()
     with atomic_dir(out) as tmp:
         log.info("running pilot %s into %s", spec.name, out)
-        metrics = (run or spec.run)(tmp, cfg)
+        metrics = relocate_paths((run or spec.run)(tmp, cfg), tmp, out)
         doc = _metrics_doc(spec, cfg, metrics, time.perf_counter() - start)
         with atomic_write(tmp / "metrics.json") as fh:
             json.dump(doc, fh, indent=2, default=str)
@@ -177,8 +178,45 @@ def run_pilot(
     return doc
 
 
+def relocate_paths(obj: Any, tmp: str | Path, final: str | Path) -> Any:
+    """Return ``obj`` with every path under the temporary run folder moved to ``final``.
+
+    A pilot runs in a temporary folder that is renamed to its final name when the run
+    succeeds (:func:`secured_bio._atomic.atomic_dir`); paths it recorded while running name
+    the temporary folder.  Strings in nested dicts and lists are rewritten, in the form they
+    were given (as passed, or absolute).
+
+    Examples
+    --------
+    >>> relocate_paths({"dirs": ["out/.run.x1.tmp/sites/a"]}, "out/.run.x1.tmp", "out/run")
+    {'dirs': ['out/run/sites/a']}
+    """
+    pairs = [(str(Path(tmp)), str(Path(final))),
+             (os.path.abspath(tmp), os.path.abspath(final)),
+             (str(Path(tmp).resolve()), str(Path(final).resolve()))]
+    # longest first, so that an absolute path is not rewritten by its relative tail
+    pairs = sorted({(a, b) for a, b in pairs if a != b}, key=lambda ab: -len(ab[0]))
+
+    def fix(x: Any) -> Any:
+        if isinstance(x, str):
+            for a, b in pairs:
+                if a in x:
+                    x = x.replace(a, b)
+            return x
+        if isinstance(x, Path):
+            return Path(fix(str(x)))
+        if isinstance(x, Mapping):
+            return {k: fix(v) for k, v in x.items()}
+        if isinstance(x, list | tuple):
+            return type(x)(fix(v) for v in x)
+        return x
+
+    return fix(obj)
+
+
 def _metrics_doc(
-    spec: PilotSpec, cfg: Mapping[str, Any], metrics: Mapping[str, Any], elapsed: float
+    spec: PilotSpec, cfg: Mapping[str, Any], metrics: Mapping[str, Any], elapsed: float,
+    *, elapsed_key: str = "elapsed_s",
 ) -> dict[str, Any]:
     return {
         "format": METRICS_FORMAT,
@@ -187,7 +225,7 @@ def _metrics_doc(
         "pilot_version": spec.version,
         "status": spec.status,
         "config": dict(cfg),
-        "elapsed_s": round(elapsed, 3),
+        elapsed_key: round(elapsed, 3),
         **metrics,
     }
 
@@ -224,7 +262,10 @@ def collect_pilot(
             "results folder not found", where=str(root), fix="run the pilot's workflow first"
         )
     start = time.perf_counter()
-    doc = _metrics_doc(spec, cfg, spec.collect(root, cfg), time.perf_counter() - start)
+    # Only the collection is timed here (the workflow's rules ran before, each with its
+    # own log): "collect_s", not "elapsed_s", so that no one reads it as the pilot's time.
+    doc = _metrics_doc(spec, cfg, spec.collect(root, cfg), time.perf_counter() - start,
+                       elapsed_key="collect_s")
     with atomic_write(root / "metrics.json") as fh:
         json.dump(doc, fh, indent=2, default=str)
         fh.write("\n")

@@ -15,9 +15,9 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 #: What a pilot can do today, shown by ``secured-bio pilots list``.
 STATUSES = {
-    "demo-data-only": "makes and validates its demo cohort; the analysis is not built yet",
-    "preview": "runs end to end; parts of its issue are still open",
-    "ready": "every acceptance point of its issue is met",
+    "demo-data-only": "writes and checks its demo data only; the analysis is still to come",
+    "preview": "runs end to end on demo data; some results or options are still missing",
+    "ready": "runs end to end on its demo data or on yours (--data), with all its results",
 }
 
 #: ``run(out_dir, config) -> metrics``: writes outputs under ``out_dir`` (already created,

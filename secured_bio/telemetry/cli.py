@@ -69,20 +69,27 @@ def pews(src: Path, ages: Path, out: Path, window: str) -> None:
     Only the vital-sign items (heart rate, systolic BP, respiratory rate, SpO2) can be scored
     from a vitals table: the score is partial and each row lists its missing items.
     """
-    import pandas as pd
-
-    from secured_bio.errors import InputFileNotFoundError
+    from secured_bio._inputs import read_table
+    from secured_bio.errors import SchemaError, SecuredBioError
     from secured_bio.specs import validate
     from secured_bio.telemetry.pews import score_pews, write_scores
 
     validate("vitals", src)
-    if not ages.is_file():
-        raise InputFileNotFoundError("ages file not found", where=str(ages),
-                                     expected="a CSV patient_id,age_years", fix="check the path")
-    vitals = pd.read_csv(src, dtype={"patient_id": str, "time": str, "vital": str,
-                                     "unit": str}, keep_default_na=False)
-    age_table = pd.read_csv(ages, dtype={"patient_id": str})
-    scores = score_pews(vitals, age_table, window=window)
+    vitals = read_table(src, "vitals table", option="--in",
+                        dtype={"patient_id": str, "time": str, "vital": str, "unit": str},
+                        keep_default_na=False)
+    age_table = read_table(ages, "ages file", option="--ages", dtype={"patient_id": str})
+    missing = {"patient_id", "age_years"} - set(age_table.columns)
+    if missing:
+        raise SchemaError("ages file lacks columns", where=str(ages),
+                          expected="columns patient_id, age_years",
+                          got="missing " + ", ".join(sorted(missing)),
+                          fix="give the demo's patients.csv or a patient_id,age_years table")
+    try:
+        scores = score_pews(vitals, age_table, window=window)
+    except SecuredBioError as e:
+        e.add_note(f"while scoring {src} with the ages in {ages}")
+        raise
     write_scores(scores, out)
     n_pat = scores["patient_id"].nunique()
     click.echo(f"{src.name}: Bedside PEWS (partial: {scores['n_items'].max() if len(scores) else 0}"

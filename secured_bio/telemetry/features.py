@@ -51,6 +51,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from secured_bio._inputs import read_table
 from secured_bio.errors import InputFileNotFoundError, SchemaError, did_you_mean
 from secured_bio.telemetry.norms import vital_norms
 
@@ -191,7 +192,7 @@ def read_vitals(path: str | os.PathLike[str]) -> pd.DataFrame:
     """
     p = Path(path)
     _check_file(p, "vitals table", "a CSV patient_id,time,vital,value,unit")
-    df = pd.read_csv(p, dtype=str, keep_default_na=False)
+    df = read_table(p, "vitals table", dtype=str, keep_default_na=False)
     where = str(p)
     _check_columns(df, ("patient_id", "time", "vital", "value", "unit"), where)
     unknown = sorted(set(df["vital"]) - set(VITAL_UNITS))
@@ -232,7 +233,8 @@ def read_patients(path: str | os.PathLike[str]) -> pd.DataFrame:
     """
     p = Path(path)
     _check_file(p, "patients table", "a CSV patient_id,age_years,sex")
-    df = pd.read_csv(p, dtype={"patient_id": str, "sex": str}, keep_default_na=False)
+    df = read_table(p, "patients table", dtype={"patient_id": str, "sex": str},
+                    keep_default_na=False)
     _check_columns(df, ("patient_id", "age_years", "sex"), str(p))
     age = pd.to_numeric(df["age_years"], errors="coerce")
     bad = ~age.between(0, 120)
@@ -261,7 +263,7 @@ def read_events(path: str | os.PathLike[str]) -> pd.DataFrame:
     """
     p = Path(path)
     _check_file(p, "events table", "a CSV patient_id,deterioration,onset_time")
-    df = pd.read_csv(p, dtype=str, keep_default_na=False)
+    df = read_table(p, "events table", dtype=str, keep_default_na=False)
     _check_columns(df, ("patient_id", "deterioration", "onset_time"), str(p))
     det = df["deterioration"].str.strip()
     has = df["onset_time"].str.strip() != ""

@@ -30,16 +30,20 @@ if TYPE_CHECKING:
 
 __all__ = ["TelemetryTask", "PAEDIATRIC_AGE_EDGES"]
 
-#: Age-band edges (years) of the fairness audit: infants, 1-4, 5-11, 12-18.
-PAEDIATRIC_AGE_EDGES = (0, 1, 5, 12, 19)
+#: Age-band edges (years) of the fairness audit: "0-<1", "1-4", "5-11", "12-17" and "18+"
+#: (paediatric oncology units also follow young adults).
+PAEDIATRIC_AGE_EDGES = (0, 1, 5, 12, 18, 200)
 _WHERE = "telemonitoring task"
 
 
 class TelemetryTask(FederatedTask):
     """Deterioration within ``horizon_hours`` from vital-sign window features, per hospital.
 
-    Parameters (keyword, JSON-serialisable)
-    ---------------------------------------
+    The keyword parameters must be JSON-serialisable (they are passed as ``task_params`` of
+    :func:`~secured_bio.privacy.federated.run_federated`).
+
+    Parameters
+    ----------
     cohort_dir
         Folder holding one sub-folder per site (simulation; ``sites`` names them in partition
         order).  In a deployment each SuperNode names its own folder as ``data-dir`` instead.
@@ -52,6 +56,13 @@ class TelemetryTask(FederatedTask):
         :func:`secured_bio.telemetry.features.label_rows`).
     test_fraction
         Share of each site's latest-admitted patients held out (default 0.3).
+    audit_fraction
+        Share of each site's remaining (training-period) patients held out of training, drawn
+        at random per outcome stratum, as the membership audit's non-members (default 0:
+        none).  They come from the same admission period as the training patients, so the
+        audit measures membership, not the shift between earlier and later admissions.
+    audit_seed
+        Seed of that draw (default 0).
     hidden
         MLP hidden widths (default [32, 16]).
     batch_size
@@ -120,5 +131,29 @@ class TelemetryTask(FederatedTask):
         ages = np.clip(f["age_years"].to_numpy(dtype=float)[test], 0, 18)
         groups = {"sex": f["sex"].astype(str).to_numpy()[test],
                   "age_band": age_bands(ages, edges=PAEDIATRIC_AGE_EDGES)}
+        fraction = float(p.get("audit_fraction", 0.0))
+        if fraction <= 0:
+            return SiteData(site=site_dir.name, x_train=x[train], y_train=y[train],
+                            x_test=x[test], y_test=y[test], groups_test=groups)
+        audit = _audit_rows(f["patient_id"].astype(str).to_numpy(), y, train, fraction,
+                            seed=[int(p.get("audit_seed", 0)), *site_dir.name.encode()])
+        train &= ~audit
         return SiteData(site=site_dir.name, x_train=x[train], y_train=y[train], x_test=x[test],
-                        y_test=y[test], groups_test=groups)
+                        y_test=y[test], groups_test=groups, x_audit=x[audit],
+                        y_audit=y[audit])
+
+
+def _audit_rows(patients: np.ndarray, y: np.ndarray, train: np.ndarray, fraction: float, *,
+                seed: list[int]) -> np.ndarray:
+    """Rows of a random ``fraction`` of the training patients, stratified by outcome.
+
+    Patients with a positive window and the others are drawn separately
+    (:func:`secured_bio.telemetry.synthetic.holdout_ids`), so the audit's non-members have
+    the members' case mix.  Whole patients move: none is both member and non-member.
+    """
+    from secured_bio.telemetry.synthetic import holdout_ids
+
+    ids = sorted(set(patients[train].tolist()))
+    positive = set(patients[train & (y == 1)].tolist())
+    held = holdout_ids(ids, positive, fraction, np.random.default_rng(seed))
+    return train & np.isin(patients, held)

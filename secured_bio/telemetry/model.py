@@ -62,6 +62,9 @@ __all__ = [
     "plot_roc_pr",
     "plot_calibration",
     "plot_timelines",
+    "roc_pr_figure",
+    "calibration_figure",
+    "timelines_figure",
 ]
 
 logger = logging.getLogger(__name__)
@@ -540,9 +543,77 @@ def _save(fig: Any, path: str | os.PathLike[str]) -> Path:
     return final
 
 
+def _wilson(k: float, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """Wilson score interval of a proportion ``k / n`` (Wilson, JASA 1927)."""
+    if n <= 0:
+        return (0.0, 1.0)
+    ph = k / n
+    d = 1 + z * z / n
+    c = (ph + z * z / (2 * n)) / d
+    h = z * np.sqrt(ph * (1 - ph) / n + z * z / (4 * n * n)) / d
+    return (max(0.0, float(c - h)), min(1.0, float(c + h)))
+
+
+def roc_pr_figure(features: pd.DataFrame, scores: np.ndarray, *,
+                  baseline: np.ndarray | None = None,
+                  baseline_label: str = "PEWS") -> Any:
+    """Build the ROC and precision-recall figure (see :func:`plot_roc_pr`).
+
+    Examples
+    --------
+    >>> f = pd.DataFrame({"label": [0.0, 1.0, 0.0, 1.0]})
+    >>> fig = roc_pr_figure(f, np.array([0.1, 0.8, 0.4, 0.3]), baseline=np.array([0, 3, 1, 2]))
+    >>> [t.get_text() for t in fig.axes[0].get_legend().get_texts()][:2]
+    ['model (AUROC 0.75, 4 rows)', 'PEWS (AUROC 1.00, 4 rows)']
+    """
+    from sklearn.metrics import (
+        average_precision_score,
+        precision_recall_curve,
+        roc_auc_score,
+        roc_curve,
+    )
+
+    y = features["label"].to_numpy(dtype=float)
+    p = np.asarray(scores, dtype=float)
+    curves = [("model", y, p, "#1f4e79", "-")]
+    if baseline is not None:
+        b = np.asarray(baseline, dtype=float).reshape(-1)
+        if b.shape != y.shape:
+            raise InputError("baseline scores do not match the rows", where="roc_pr_figure",
+                             expected=f"{len(y)} scores (NaN where unscored)",
+                             got=f"{len(b)} scores", fix="score the same rows")
+        ok = np.isfinite(b)
+        if ok.any() and len(np.unique(y[ok])) == 2:
+            curves.append((baseline_label, y[ok], b[ok], "#e69500", "--"))
+    fig = _figure(2)
+    ax1, ax2 = fig.subplots(1, 2)
+    for name, yy, ss, color, ls in curves:
+        fpr, tpr, _ = roc_curve(yy, ss)
+        ax1.plot(fpr, tpr, color=color, ls=ls,
+                 label=f"{name} (AUROC {roc_auc_score(yy, ss):.2f}, {len(yy)} rows)")
+        prec, rec, _ = precision_recall_curve(yy, ss)
+        ax2.plot(rec, prec, color=color, ls=ls,
+                 label=f"{name} (AP {average_precision_score(yy, ss):.2f})")
+    ax1.plot([0, 1], [0, 1], ls=":", c="grey", label="chance (AUROC 0.50)")
+    ax1.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC",
+            xlim=(0, 1), ylim=(0, 1.02))
+    ax1.legend(loc="lower right", fontsize=8)
+    ax2.axhline(float(y.mean()), ls=":", c="grey",
+                label=f"chance (prevalence {float(y.mean()):.2f})")
+    ax2.set(xlabel="recall", ylabel="precision", title="precision-recall",
+            xlim=(0, 1), ylim=(0, 1.02))
+    ax2.legend(loc="best", fontsize=8)
+    return fig
+
+
 def plot_roc_pr(features: pd.DataFrame, scores: np.ndarray,
-                path: str | os.PathLike[str]) -> Path:
+                path: str | os.PathLike[str], *, baseline: np.ndarray | None = None,
+                baseline_label: str = "PEWS") -> Path:
     """Write ROC and precision-recall curves side by side as a PNG.
+
+    The legend gives each curve's AUROC (average precision on the right); ``baseline``
+    (e.g. the Bedside PEWS of the same rows, NaN where it could not be scored) is drawn on
+    the same axes, on the rows it scores.
 
     Examples
     --------
@@ -552,46 +623,75 @@ def plot_roc_pr(features: pd.DataFrame, scores: np.ndarray,
     >>> p.read_bytes()[:4]
     b'\\x89PNG'
     """
-    from sklearn.metrics import average_precision_score, precision_recall_curve, roc_curve
+    return _save(roc_pr_figure(features, scores, baseline=baseline,
+                               baseline_label=baseline_label), path)
 
-    y = features["label"].to_numpy(dtype=float)
-    p = np.asarray(scores, dtype=float)
-    fig = _figure(2)
-    ax1, ax2 = fig.subplots(1, 2)
-    fpr, tpr, _ = roc_curve(y, p)
-    ax1.plot(fpr, tpr)
-    ax1.plot([0, 1], [0, 1], ls=":", c="grey")
-    ax1.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC")
-    prec, rec, _ = precision_recall_curve(y, p)
-    ax2.plot(rec, prec)
-    ax2.axhline(float(y.mean()), ls=":", c="grey")
-    ax2.set(xlabel="recall", ylabel="precision",
-            title=f"precision-recall (AP {average_precision_score(y, p):.2f})")
-    return _save(fig, path)
+
+def calibration_figure(features: pd.DataFrame, scores: np.ndarray, *,
+                       n_bins: int = 10) -> Any:
+    """Build the reliability diagram (see :func:`plot_calibration`).
+
+    Examples
+    --------
+    >>> f = pd.DataFrame({"patient_id": list("aabb"), "label": [0.0, 1.0, 0.0, 1.0],
+    ...                   "hours_to_onset": [2.0, 1.0, 3.0, 1.0]})
+    >>> fig = calibration_figure(f, np.array([0.1, 0.8, 0.15, 0.9]), n_bins=2)
+    >>> sorted(t.get_text() for t in fig.axes[0].texts), len(fig.legends[0].get_texts())
+    (['n=2', 'n=2'], 3)
+    """
+    ev = evaluate(features, scores, n_bins=n_bins)
+    fig = _figure()
+    ax = fig.subplots()
+    ax.plot([0, 1], [0, 1], ls=":", c="grey", label="perfect calibration")
+    bins = ev["calibration"]
+    xs = np.array([b["mean_score"] for b in bins])
+    ys = np.array([b["observed"] for b in bins])
+    ns = np.array([b["count"] for b in bins])
+    ci = np.array([_wilson(o * n, int(n)) for o, n in zip(ys, ns, strict=True)])
+    ax.plot(xs, ys, c="#1f4e79", lw=0.8, alpha=0.6)
+    yerr = np.clip([ys - ci[:, 0], ci[:, 1] - ys], 0.0, None)  # rounding: never negative
+    ax.errorbar(xs, ys, yerr=yerr, fmt="none", ecolor="#1f4e79",
+                elinewidth=1, capsize=3, label="95% CI (Wilson)")
+    area = 12 + 250 * np.sqrt(ns / ns.max())
+    ax.scatter(xs, ys, s=area, c="#1f4e79", edgecolors="white", zorder=3,
+               label=f"bin ({len(bins)} of {n_bins} equal-width; area ~ rows)")
+    for x, yv, n in zip(xs, ys, ns, strict=True):
+        ax.annotate(f"n={n}", (x, yv), xytext=(6, -10), textcoords="offset points",
+                    fontsize=7, color="#333333")
+    ax.set(xlabel="mean predicted probability", ylabel="observed rate", xlim=(-0.04, 1.06),
+           ylim=(-0.04, 1.06),
+           title=f"calibration (ECE {ev['ece']:.3f}, Brier {ev['brier']:.3f}, "
+                 f"{ev['n_rows']} rows)")
+    fig.set_figheight(fig.get_figheight() + 0.5)
+    fig.legend(loc="outside lower center", ncol=2, fontsize=7)
+    return fig
 
 
 def plot_calibration(features: pd.DataFrame, scores: np.ndarray,
                      path: str | os.PathLike[str], *, n_bins: int = 10) -> Path:
-    """Write a reliability diagram (observed rate vs mean score per bin) as a PNG."""
-    ev = evaluate(features, scores, n_bins=n_bins)
-    fig = _figure()
-    ax = fig.subplots()
-    ax.plot([0, 1], [0, 1], ls=":", c="grey")
-    xs = [b["mean_score"] for b in ev["calibration"]]
-    ys = [b["observed"] for b in ev["calibration"]]
-    ax.plot(xs, ys, marker="o")
-    ax.set(xlabel="mean predicted probability", ylabel="observed rate",
-           title=f"calibration (ECE {ev['ece']:.3f}, Brier {ev['brier']:.3f})")
-    return _save(fig, path)
+    """Write a reliability diagram (observed rate vs mean score per bin) as a PNG.
 
-
-def plot_timelines(features: pd.DataFrame, scores: np.ndarray, path: str | os.PathLike[str],
-                   *, threshold: float, max_patients: int = 6) -> Path:
-    """Write score timelines of a few patients with alerts and onsets marked, as a PNG.
-
-    Deteriorating patients come first.  Patients are labelled by their rank ("patient 1"),
-    never by ID.
+    Each bin's marker area grows with its number of rows, which is written next to it;
+    error bars are 95 % Wilson intervals of the observed rate, so a bin of two rows shows
+    how little it says.
     """
+    return _save(calibration_figure(features, scores, n_bins=n_bins), path)
+
+
+def timelines_figure(features: pd.DataFrame, scores: np.ndarray, *, threshold: float,
+                     max_patients: int = 6) -> Any:
+    """Build the patient score timelines (see :func:`plot_timelines`).
+
+    Examples
+    --------
+    >>> f = pd.DataFrame({"patient_id": ["a", "a", "b"], "time_us": [0, 3_600_000_000, 0],
+    ...                   "hours_to_onset": [2.0, 1.0, np.nan]})
+    >>> fig = timelines_figure(f, np.array([0.2, 0.7, 0.1]), threshold=0.5)
+    >>> len(fig.axes), [t.get_text() for t in fig.legends[0].get_texts()][-1]
+    (2, 'event to predict')
+    """
+    from matplotlib.lines import Line2D
+
     p = np.asarray(scores, dtype=float)
     df = features[["patient_id", "time_us", "hours_to_onset"]].assign(score=p)
     det = df.groupby("patient_id", sort=False)["hours_to_onset"].apply(
@@ -599,17 +699,52 @@ def plot_timelines(features: pd.DataFrame, scores: np.ndarray, path: str | os.Pa
     chosen = ([i for i in det.index if det[i]] + [i for i in det.index if not det[i]])
     chosen = chosen[:max_patients]
     fig = _figure(1, max(len(chosen), 1), size=(8.0, 1.8))
-    axes = np.atleast_1d(fig.subplots(max(len(chosen), 1), 1, sharex=True))
-    for k, (ax, pid) in enumerate(zip(axes, chosen, strict=False)):
+    if not chosen:
+        ax = fig.subplots()
+        ax.set_axis_off()
+        ax.text(0.5, 0.5, "no patients to show", ha="center", va="center")
+        return fig
+    fig.set_figheight(1.8 * len(chosen) + 0.6)
+    axes = np.atleast_1d(fig.subplots(len(chosen), 1, sharex=True))
+    any_alert = any_onset = False
+    for k, (ax, pid) in enumerate(zip(axes, chosen, strict=True)):
         g = df[df["patient_id"] == pid]
         t = (g["time_us"].to_numpy() - g["time_us"].min()) / _US_PER_HOUR
-        ax.plot(t, g["score"], lw=1)
+        ax.plot(t, g["score"], lw=1, c="#1f4e79")
         ax.axhline(threshold, c="grey", ls=":")
         a = g["score"].to_numpy() >= threshold
-        ax.plot(t[a], g["score"].to_numpy()[a], "rv", ms=4, label="alert")
+        if a.any():
+            any_alert = True
+            ax.plot(t[a], g["score"].to_numpy()[a], "rv", ms=4)
+        else:
+            ax.text(0.01, 0.9, f"no alert: score stays below {threshold:.2f}",
+                    transform=ax.transAxes, va="top", fontsize=7, color="#555555")
         h = g["hours_to_onset"].to_numpy()
         if np.isfinite(h).any():
-            ax.axvline(float(t[0] + h[0]), c="k", ls="--", label="onset")
-        ax.set(ylim=(0, 1), ylabel="score", title=f"patient {k + 1}")
+            any_onset = True
+            ax.axvline(float(t[0] + h[0]), c="k", ls="--")
+        state = "deteriorates" if det[pid] else "no deterioration"
+        ax.set(ylim=(-0.04, 1.04), ylabel="score", title=f"patient {k + 1} ({state})")
+        ax.title.set_fontsize(9)
     axes[-1].set_xlabel("hours since first observation")
-    return _save(fig, path)
+    handles = [Line2D([], [], c="#1f4e79", lw=1, label="model score"),
+               Line2D([], [], c="grey", ls=":", label=f"alert threshold ({threshold:.2f})")]
+    if any_alert:
+        handles.append(Line2D([], [], c="r", marker="v", ls="", ms=4,
+                              label="alert (score at or above threshold)"))
+    if any_onset:
+        handles.append(Line2D([], [], c="k", ls="--", label="event to predict"))
+    fig.legend(handles=handles, loc="outside upper center", ncol=len(handles), fontsize=7)
+    return fig
+
+
+def plot_timelines(features: pd.DataFrame, scores: np.ndarray, path: str | os.PathLike[str],
+                   *, threshold: float, max_patients: int = 6) -> Path:
+    """Write score timelines of a few patients with alerts and onsets marked, as a PNG.
+
+    Deteriorating patients come first.  Patients are labelled by their rank ("patient 1"),
+    never by ID.  A legend explains every mark: the score, the alert threshold, the alerts
+    (red triangles) and the event to predict (dashed line, the onset plus any event delay).
+    """
+    return _save(timelines_figure(features, scores, threshold=threshold,
+                                  max_patients=max_patients), path)

@@ -137,7 +137,9 @@ def run_training(
     paths: dict[str, Path] = {}
     if report_dir is not None:
         r = Path(report_dir)
-        paths["roc_pr"] = plot_roc_pr(test, scores, r / "roc_pr.png")
+        paths["roc_pr"] = plot_roc_pr(test, scores, r / "roc_pr.png",
+                                      baseline=_pews_baseline(site_dirs, test),
+                                      baseline_label="PEWS (vital-sign items)")
         paths["calibration"] = plot_calibration(test, scores, r / "calibration.png")
         paths["timelines"] = plot_timelines(test, scores, r / "timelines.png",
                                             threshold=metrics["threshold"])
@@ -148,6 +150,33 @@ def run_training(
     logger.info("%s model: test AUROC %.3f on %d rows", method, metrics["auroc"],
                 metrics["test_rows"])
     return TrainingRun(model_dir=model_dir, metrics=metrics, paths=paths)
+
+
+def _pews_baseline(site_dirs: Sequence[str | os.PathLike[str]],
+                   rows: pd.DataFrame) -> Any:
+    """Bedside PEWS (vital-sign items) at each of ``rows`` (NaN where it cannot be scored).
+
+    The baseline drawn next to the model on the ROC plot: the same rows, the same labels.
+    """
+    from datetime import datetime
+
+    import numpy as np
+
+    from secured_bio.telemetry.features import to_microseconds
+    from secured_bio.telemetry.pews import score_pews
+
+    frames = []
+    for d in site_dirs:
+        vitals = pd.read_csv(Path(d) / "vitals.csv", dtype={"patient_id": str})
+        ages = pd.read_csv(Path(d) / "patients.csv", dtype={"patient_id": str})
+        sc = score_pews(vitals, ages)
+        sc["time_us"] = [to_microseconds(datetime.fromisoformat(t)) for t in sc["time"]]
+        frames.append(sc[["patient_id", "time_us", "pews"]])
+    pews = pd.concat(frames, ignore_index=True).drop_duplicates(["patient_id", "time_us"])
+    key = rows[["patient_id", "time_us"]].astype({"patient_id": str, "time_us": np.int64})
+    merged = key.merge(pews.astype({"time_us": np.int64}), on=["patient_id", "time_us"],
+                       how="left")
+    return merged["pews"].to_numpy(dtype=float)
 
 
 @click.command()

@@ -135,6 +135,12 @@ def vitals(input_path: Path | None, patients: Path | None, events: Path | None, 
     if holdout is not None and report is None:
         raise ConfigError("--holdout only feeds the report", where="--holdout",
                           expected="--report FILE", got="no --report", fix="add --report")
+    if input_path is not None and input_path.is_dir() and (patients or events):
+        raise ConfigError("--patients/--events go with a vitals.csv, not a cohort folder",
+                          where="--patients" if patients else "--events",
+                          expected="--in VITALS.csv with them, or --in DIR alone",
+                          got="a folder for --in",
+                          fix="drop them (the folder's own patients.csv/events.csv are used)")
     check_replaceable_dir(out, marker=_SUMMARY)
     extra = [p for p in (model_out, report) if p is not None]
     for p in extra:

@@ -78,6 +78,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from secured_bio._inputs import read_table
 from secured_bio.errors import (
     ConfigError,
     FormatError,
@@ -106,6 +107,7 @@ __all__ = [
     "load_vitals_model",
     "write_synthetic_vitals",
     "plot_vitals",
+    "vitals_figure",
     "evaluate_vitals",
     "read_cohort",
 ]
@@ -507,7 +509,7 @@ def _vitals_frame(vitals: Any) -> tuple[pd.DataFrame, str]:
         p = Path(vitals)
         _read_csv_checked(p, "vitals table")
         df = read_vitals(p)
-        raw = pd.read_csv(p, dtype=str, keep_default_na=False, usecols=["time"])
+        raw = read_table(p, "vitals table", dtype=str, keep_default_na=False, usecols=["time"])
         df["off_min"] = _offset_minutes(raw["time"])
         return df, str(p)
     if not isinstance(vitals, pd.DataFrame):
@@ -684,12 +686,12 @@ def read_cohort(path: str | os.PathLike[str], *, patients: Any = None,
     for vpath, ppath, epath in triples:
         for f, what in ((vpath, "vitals table"), (ppath, "patients table")):
             _read_csv_checked(Path(f), what)
-        v = pd.read_csv(vpath, dtype=str, keep_default_na=False)
-        p = pd.read_csv(ppath, dtype=str, keep_default_na=False)
+        v = read_table(vpath, "vitals table", dtype=str, keep_default_na=False)
+        p = read_table(ppath, "patients table", dtype=str, keep_default_na=False)
         e = None
         if epath is not None:
             _read_csv_checked(Path(epath), "events table")
-            e = pd.read_csv(epath, dtype=str, keep_default_na=False)
+            e = read_table(epath, "events table", dtype=str, keep_default_na=False)
         vs.append(v)
         ps.append(p)
         es.append(e)
@@ -1565,8 +1567,37 @@ def plot_vitals(
     >>> plot_vitals(s, "synth-0001", c.out_dir / "p.png").read_bytes()[:4]
     b'\\x89PNG'
     """
+    from secured_bio.telemetry.model import _save
+
+    return _save(vitals_figure(vitals_df, patient_id, onset=onset, title=title,
+                               age_years=age_years), path)
+
+
+def vitals_figure(
+    vitals_df: pd.DataFrame | SyntheticVitals,
+    patient_id: str,
+    *,
+    onset: datetime | str | float | None = None,
+    title: str | None = None,
+    age_years: float | None = None,
+) -> Any:
+    """Build the figure of :func:`plot_vitals` (a matplotlib Figure, not written).
+
+    Only vitals the patient has measurements of get a panel (no empty panels); a legend
+    names every mark: the measurements, the age-norm band and the onset line.
+
+    Examples
+    --------
+    >>> v = pd.DataFrame({"patient_id": ["p"] * 2, "time_us": [0, 3_600_000_000],
+    ...                   "vital": ["heart_rate"] * 2, "value": [120.0, 150.0]})
+    >>> fig = vitals_figure(v, "p", onset=0.5, age_years=3.0)
+    >>> len(fig.axes), [t.get_text() for t in fig.legends[0].get_texts()]
+    (1, ['heart rate', 'age norm (median +/- 2 SD)', 'deterioration onset'])
+    """
+    from matplotlib.patches import Patch
+
     from secured_bio.telemetry.features import _parse_times
-    from secured_bio.telemetry.model import _figure, _save
+    from secured_bio.telemetry.model import _figure
 
     if isinstance(vitals_df, SyntheticVitals):
         syn = vitals_df
@@ -1600,27 +1631,49 @@ def plot_vitals(
               ("respiratory rate (/min)", ("respiratory_rate",)),
               ("SpO2 (%)", ("spo2",)), ("temperature (Cel)", ("temperature",)),
               ("blood pressure (mm[Hg])", ("systolic_bp", "diastolic_bp"))]
-    fig = _figure(1, len(panels), size=(7.0, 1.6))
-    axes = fig.subplots(len(panels), 1, sharex=True)
     val = g["value"].to_numpy(dtype=float)
     vit = g["vital"].to_numpy()
+    measured = set(vit[np.isfinite(val)].tolist())
+    panels = [(label, tuple(n for n in names if n in measured)) for label, names in panels]
+    panels = [(label, names) for label, names in panels if names]
+    fig = _figure(1, max(len(panels), 1), size=(7.0, 1.6))
+    if not panels:  # values all missing: say so instead of drawing empty axes
+        ax = fig.subplots()
+        ax.set_axis_off()
+        ax.text(0.5, 0.5, "no measured values", ha="center", va="center")
+        fig.suptitle(title if title is not None else "patient", fontsize=9)
+        return fig
+    fig.set_figheight(1.6 * len(panels) + 0.5)
+    axes = np.atleast_1d(fig.subplots(len(panels), 1, sharex=True))
+    colors = {"heart_rate": "tab:blue", "respiratory_rate": "tab:orange", "spo2": "tab:cyan",
+              "temperature": "tab:purple", "systolic_bp": "tab:brown",
+              "diastolic_bp": "tab:olive"}
+    handles: list[Any] = []
     for ax, (label, names) in zip(axes, panels, strict=True):
         for name in names:
-            m = vit == name
+            m = (vit == name) & np.isfinite(val)
             if norms is not None:
                 med, sd = norms[name]
                 ax.axhspan(med - 2 * sd, med + 2 * sd, color="tab:green", alpha=0.12, lw=0)
-            ax.plot(th[m], val[m], marker=".", ms=3, lw=0.8,
-                    label=name.replace("_bp", "") if len(names) > 1 else None)
+            (line,) = ax.plot(th[m], val[m], marker=".", ms=3, lw=0.8, c=colors.get(name),
+                              label=name.replace("_bp", " BP").replace("_", " ")
+                              .replace("spo2", "SpO2"))
+            handles.append(line)
         if on_h is not None:
             ax.axvline(on_h, c="tab:red", ls="--", lw=1)
         ax.set_ylabel(label, fontsize=7)
         ax.tick_params(labelsize=7)
-        if len(names) > 1:
-            ax.legend(fontsize=6, loc="upper right")
+    if norms is not None:
+        handles.append(Patch(color="tab:green", alpha=0.25, label="age norm (median +/- 2 SD)"))
+    if on_h is not None:
+        from matplotlib.lines import Line2D
+
+        handles.append(Line2D([], [], c="tab:red", ls="--", lw=1, label="deterioration onset"))
     axes[-1].set_xlabel("hours since first measurement")
     fig.suptitle(title if title is not None else "patient", fontsize=9)
-    return _save(fig, path)
+    fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 4),
+               fontsize=6)
+    return fig
 
 
 # ------------------------------------------------------------------------------ evaluate

@@ -159,3 +159,80 @@ def test_trend_ssf__uses_allelic_odds_ratio_when_given() -> None:
     r["OR"], r["LOG(OR)_SE"] = 2.0, 0.5
     ssf = S.gwas_ssf_table(r, test="trend")
     assert (ssf.odds_ratio == 2.0).all() and (ssf.standard_error == 0.5).all()
+
+
+# ------------------------------------------------------------------ plots (issue 17, section 3)
+
+
+def _null_results(n: int = 2000, *, inflate: float = 1.0, seed: int = 1) -> pd.DataFrame:
+    """P-values of 1-df chi-squares scaled by ``inflate`` (lambda ~ inflate), one chromosome."""
+    rng = np.random.default_rng(seed)
+    p = stats.chi2.sf(inflate * rng.chisquare(1, n), 1)
+    p[:3] = [1e-14, 1e-12, 1e-9]  # strong hits far above the expected maximum
+    return pd.DataFrame({"#CHROM": ["1"] * n, "POS": np.arange(1, n + 1) * 5000, "P": p})
+
+
+def test_qq_plot__x_axis_spans_expected_range_with_null_band(tmp_path):
+    r = _null_results()
+    fig = S.qq_plot(r, tmp_path / "q.png", title="t")
+    ax = fig.axes[0]
+    expected_max = -np.log10(0.5 / len(r))  # ~3.6, while the top observed is 14
+    assert expected_max <= ax.get_xlim()[1] <= 1.1 * expected_max
+    assert ax.get_ylim()[1] >= 14
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert any("95%" in t for t in legend) and any("expected" in t for t in legend)
+    band = [c for c in ax.collections if "PolyCollection" in type(c).__name__]
+    assert band, "no confidence band drawn"
+    # the band is the pointwise 95% interval of uniform order statistics: at the top rank
+    # (i = 1) it spans -log10 of Beta(1, n)'s 97.5% and 2.5% quantiles
+    verts = band[0].get_paths()[0].vertices
+    top_y = verts[np.isclose(verts[:, 0], expected_max), 1]
+    n = len(r)
+    assert np.isclose(top_y.max(), -np.log10(stats.beta.ppf(0.025, 1, n)), rtol=1e-6)
+    assert np.isclose(top_y.min(), -np.log10(stats.beta.ppf(0.975, 1, n)), rtol=1e-6)
+
+
+def test_qq_plot__flags_inflation_in_the_plot(tmp_path):
+    fig = S.qq_plot(_null_results(inflate=1.9), tmp_path / "q.png", title="t")
+    ax = fig.axes[0]
+    assert "inflated" in ax.get_title()
+    assert any("inflated" in t.get_text() for t in ax.texts)
+    calm = S.qq_plot(_null_results(inflate=1.0), tmp_path / "c.png", title="t").axes[0]
+    assert "inflated" not in calm.get_title()
+    assert not any("inflated" in t.get_text() for t in calm.texts)
+
+
+@pytest.mark.parametrize(("lam", "pcs", "words"), [
+    (1.96, 0, "no principal components"),
+    (1.2, 4, "after 4 principal components"),
+    (1.02, 0, "no marked inflation"),
+])
+def test_inflation_note__says_what_lambda_means(lam, pcs, words):
+    assert words in S.inflation_note(lam, principal_components=pcs)
+
+
+def test_write_gwas_outputs__summary_has_inflation_note(tmp_path):
+    paths = S.write_gwas_outputs(_results("linear"), tmp_path / "run", test="linear",
+                                 trait="bmi", n_samples=90, covariates=["sex", "PC1", "PC2"])
+    summary = S.read_summary(paths["summary"])
+    assert summary["inflation_note"] == S.inflation_note(
+        summary["lambda_gc"], principal_components=2, n_variants=49)
+
+
+def test_manhattan_plot__single_chromosome_shows_positions_in_mb(tmp_path):
+    fig = S.manhattan_plot(_null_results(), tmp_path / "m.png", title="t")
+    ax = fig.axes[0]
+    assert "Mb" in ax.get_xlabel() and "chromosome 1" in ax.get_xlabel()
+    lo, hi = ax.get_xlim()
+    assert lo < 0.1 and 9.9 < hi < 10.5  # 5 kb .. 10 Mb
+    ticks = [t for t in ax.get_xticks() if lo <= t <= hi]
+    assert len(ticks) >= 4
+    assert any("genome-wide" in t.get_text() for t in ax.get_legend().get_texts())
+
+
+def test_manhattan_plot__several_chromosomes_labelled_by_name(tmp_path):
+    r = _null_results(300)
+    r["#CHROM"] = ["1"] * 100 + ["2"] * 100 + ["X"] * 100
+    ax = S.manhattan_plot(r, tmp_path / "m.png", title="t").axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["1", "2", "X"]
+    assert ax.get_xlabel() == "chromosome"

@@ -210,3 +210,65 @@ def test_run_training__bad_arguments_raise(tmp_path, cohort):
     with pytest.raises(ConfigError, match="test fraction out of range"):
         run_training([cohort.out_dir / "site1"], tmp_path / "m", test_fraction=1.0)
     assert not (tmp_path / "m").exists()
+
+
+# ------------------------------------------------------------------ plots (issue 17, section 3)
+
+
+def test_roc_pr_figure__auroc_in_legend_and_pews_on_same_axes(split, scores, cohort):
+    from sklearn.metrics import roc_auc_score
+
+    from secured_bio.telemetry.model import roc_pr_figure
+    from secured_bio.telemetry.model_cli import _pews_baseline
+
+    test = split[1]
+    pews = _pews_baseline([cohort.out_dir / s for s in cohort.sites], test)
+    ok = np.isfinite(pews)
+    assert ok.mean() > 0.9 and np.all(pews[ok] == np.round(pews[ok])) and pews[ok].min() >= 0
+    fig = roc_pr_figure(test, scores, baseline=pews, baseline_label="PEWS")
+    roc = fig.axes[0]
+    legend = [t.get_text() for t in roc.get_legend().get_texts()]
+    y = test["label"].to_numpy()
+    assert legend[0] == f"model (AUROC {roc_auc_score(y, scores):.2f}, {len(y)} rows)"
+    assert legend[1] == (f"PEWS (AUROC {roc_auc_score(y[ok], pews[ok]):.2f}, "
+                         f"{int(ok.sum())} rows)")
+    assert len(roc.get_lines()) == 3  # model, PEWS, chance: one axes
+    assert roc.get_xlim() == (0, 1)
+
+
+def test_calibration_figure__shows_bin_counts_and_intervals(split, scores):
+    from matplotlib.container import ErrorbarContainer
+
+    from secured_bio.telemetry.model import calibration_figure
+
+    test = split[1]
+    bins = evaluate(test, scores)["calibration"]
+    ax = calibration_figure(test, scores).axes[0]
+    assert sorted(t.get_text() for t in ax.texts) == sorted(f"n={b['count']}" for b in bins)
+    bars = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
+    assert len(bars) == 1
+    # markers grow with the rows of their bin: the biggest bin has the biggest marker
+    sizes = ax.collections[-1].get_sizes()
+    counts = [b["count"] for b in bins]
+    assert len(sizes) == len(bins) and np.argmax(sizes) == np.argmax(counts)
+    assert sizes.max() > 5 * sizes.min() or max(counts) < 5 * min(counts)
+    # a 1-row bin's 95% interval is wide (Wilson: at least 0.79 long)
+    seg = bars[0].lines[2][0].get_segments()
+    lengths = [abs(s[1][1] - s[0][1]) for s in seg]
+    for b, length in zip(bins, lengths, strict=True):
+        if b["count"] == 1:
+            assert length > 0.79
+
+
+def test_timelines_figure__legend_names_every_mark_and_no_empty_panel(split, scores, hgb):
+    from secured_bio.telemetry.model import timelines_figure
+
+    fig = timelines_figure(split[1], scores, threshold=hgb.threshold)
+    texts = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert texts[:2] == ["model score", f"alert threshold ({hgb.threshold:.2f})"]
+    assert "event to predict" in texts and any(t.startswith("alert (") for t in texts)
+    for ax in fig.axes:
+        assert ax.get_lines(), "empty panel"
+        assert ax.get_ylim()[0] < 0  # a score of 0 is not hidden under the frame
+    empty = timelines_figure(split[1].iloc[:0], scores[:0], threshold=0.5)
+    assert [t.get_text() for t in empty.axes[0].texts] == ["no patients to show"]

@@ -357,6 +357,24 @@ def test_plot__writes_png_and_refuses_unknown_patient(model: VitalsModel,
     assert not (tmp_path / "r.png").exists()
 
 
+
+def test_vitals_figure__legend_names_band_and_onset_and_no_empty_panel(
+        model: VitalsModel) -> None:
+    from secured_bio.telemetry.synthetic import vitals_figure
+
+    s = model.sample(2, deterioration=True, hours=24, seed=2)
+    fig = vitals_figure(s, "synth-0001", title="case")
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert "age norm (median +/- 2 SD)" in legend and "deterioration onset" in legend
+    assert {"heart rate", "SpO2", "systolic BP", "diastolic BP"} <= set(legend)
+    assert len(fig.axes) == 5 and all(ax.get_lines() for ax in fig.axes)
+    # a patient without temperature or blood pressure gets no empty panel for them
+    v = s.vitals[~s.vitals["vital"].isin(["temperature", "systolic_bp", "diastolic_bp"])]
+    fig = vitals_figure(v, "synth-0001", onset=6.0, age_years=4.0)
+    assert [ax.get_ylabel() for ax in fig.axes] == [
+        "heart rate (/min)", "respiratory rate (/min)", "SpO2 (%)"]
+    assert all(ax.get_lines() for ax in fig.axes)
+
 # ------------------------------------------------------------------ evaluation
 
 

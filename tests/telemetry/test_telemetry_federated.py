@@ -41,7 +41,7 @@ def test_load_site__own_site_time_split_and_groups(cohort):
     assert np.isfinite(a.x_train).all() and a.x_train.dtype == np.float32
     assert set(a.groups_test) == {"sex", "age_band"}
     assert len(a.groups_test["age_band"]) == len(a.y_test)
-    assert set(a.groups_test["age_band"]) <= {"0-0", "1-4", "5-11", "12-18"}
+    assert set(a.groups_test["age_band"]) <= {"0-<1", "1-4", "5-11", "12-17", "18+"}
 
 
 def test_build_model__scores_like_the_telemetry_model(cohort):

@@ -13,15 +13,13 @@ validate(config, "../schemas/config.schema.yaml")
 
 SITES = [f"site{i}" for i in range(1, config["sites"] + 1)]
 
-# Where each pilot's metrics.json lands: pilots whose steps are rules write it with
-# `secured-bio pilots collect` at their results root; the others with `pilots run`.
-COLLECTED = {"genomic_access", "synthetic_education"}
+# One layout for every pilot: its demo cohort in results/<pilot>/demo/, its outputs and
+# metrics.json in results/<pilot>/run/ (written by `secured-bio pilots run`, or step by step
+# by rules and then `secured-bio pilots collect`).
 
 
 def pilot_metrics(pilot):
     """Path of a pilot's metrics.json."""
-    if pilot in COLLECTED:
-        return f"results/{pilot}/metrics.json"
     return f"results/{pilot}/run/metrics.json"
 
 

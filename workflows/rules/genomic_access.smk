@@ -1,7 +1,9 @@
 # Pilot genomic_access: per-site ingest + QC, then the secure multi-site GWAS (one process
 # per site; only summed statistics are revealed), plots, and the pilot's metrics.
-# Layout under results/genomic_access/ is the one `secured-bio pilots run genomic_access`
-# writes (see pilots/genomic_access/plugin.py).
+# Layout: the cohort in results/genomic_access/demo/, everything else under
+# results/genomic_access/run/, as `secured-bio pilots run genomic_access --data
+# results/genomic_access/demo --out results/genomic_access/run` writes it (see
+# pilots/genomic_access/plugin.py); the same layout as every pilot's.
 
 
 rule genomic_access_demo:
@@ -32,7 +34,7 @@ rule genomic_access_ingest:
         vcf="results/genomic_access/demo/{site}.vcf.gz",
         tbi="results/genomic_access/demo/{site}.vcf.gz.tbi",
     output:
-        directory("results/genomic_access/stores/{site}.zarr"),
+        directory("results/genomic_access/run/stores/{site}.zarr"),
     log:
         "logs/genomic_access/ingest_{site}.log",
     conda:
@@ -43,10 +45,10 @@ rule genomic_access_ingest:
 
 rule genomic_access_qc:
     input:
-        "results/genomic_access/stores/{site}.zarr",
+        "results/genomic_access/run/stores/{site}.zarr",
     output:
         multiext(
-            "results/genomic_access/qc/{site}",
+            "results/genomic_access/run/qc/{site}",
             ".afreq",
             ".hardy",
             ".vmiss",
@@ -66,19 +68,24 @@ rule genomic_access_qc:
 
 rule genomic_access_gwas:
     input:
-        stores=expand("results/genomic_access/stores/{site}.zarr", site=SITES),
+        stores=expand("results/genomic_access/run/stores/{site}.zarr", site=SITES),
         pheno="results/genomic_access/demo/pheno.tsv",
         covar="results/genomic_access/demo/covar.tsv",
     output:
-        table="results/genomic_access/gwas/cohort.{test}.tsv",
-        ssf="results/genomic_access/gwas/cohort.{test}.ssf.tsv",
-        meta="results/genomic_access/gwas/cohort.{test}.ssf.tsv-meta.yaml",
-        summary="results/genomic_access/gwas/cohort.{test}.summary.json",
+        table="results/genomic_access/run/gwas/cohort.{test}.tsv",
+        ssf="results/genomic_access/run/gwas/cohort.{test}.ssf.tsv",
+        meta="results/genomic_access/run/gwas/cohort.{test}.ssf.tsv-meta.yaml",
+        summary="results/genomic_access/run/gwas/cohort.{test}.summary.json",
         manhattan=report(
-            "results/genomic_access/gwas/cohort.{test}.manhattan.png",
-            category="genomic_access",
+            "results/genomic_access/run/gwas/cohort.{test}.manhattan.png",
+            caption="../report/gwas_manhattan.rst",
+            category="Genomic access",
         ),
-        qq=report("results/genomic_access/gwas/cohort.{test}.qq.png", category="genomic_access"),
+        qq=report(
+            "results/genomic_access/run/gwas/cohort.{test}.qq.png",
+            caption="../report/gwas_qq.rst",
+            category="Genomic access",
+        ),
     log:
         "logs/genomic_access/gwas_{test}.log",
     conda:
@@ -102,16 +109,17 @@ rule genomic_access_metrics:
     input:
         manifest="results/genomic_access/demo/cohort.json",
         truth="results/genomic_access/demo/truth.json",
-        qc=expand("results/genomic_access/qc/{site}.qc.json", site=SITES),
-        gwas="results/genomic_access/gwas/cohort.linear.summary.json",
+        qc=expand("results/genomic_access/run/qc/{site}.qc.json", site=SITES),
+        gwas="results/genomic_access/run/gwas/cohort.linear.summary.json",
     output:
-        "results/genomic_access/metrics.json",
+        "results/genomic_access/run/metrics.json",
     log:
         "logs/genomic_access/metrics.log",
     conda:
         "../envs/secured_bio.yaml"
     params:
         root=subpath(output[0], parent=True),
+        data=subpath(input.manifest, parent=True),
     shell:
         "secured-bio -v pilots collect genomic_access --results {params.root} "
-        "--set test=linear 2> {log}"
+        "--set data={params.data} --set test=linear 2> {log}"

@@ -2,6 +2,8 @@
 # site, imaging cohort), the case spec (config["education"]["spec"] or the example spec),
 # the teaching cases (`secured-bio education cases`: one JSON/Markdown/HTML page per case
 # with its privacy statement) and the pilot's metrics (`secured-bio pilots collect`).
+# Layout: the sources in results/synthetic_education/demo/, everything else under
+# results/synthetic_education/run/ (as `secured-bio pilots run synthetic_education` writes it).
 
 
 rule synthetic_education_demo:
@@ -22,7 +24,7 @@ rule synthetic_education_demo:
 
 rule synthetic_education_spec:
     output:
-        "results/synthetic_education/spec.yaml",
+        "results/synthetic_education/run/spec.yaml",
     log:
         "logs/synthetic_education/spec.log",
     conda:
@@ -37,10 +39,14 @@ rule synthetic_education_spec:
 rule synthetic_education_cases:
     input:
         demo="results/synthetic_education/demo",
-        spec="results/synthetic_education/spec.yaml",
+        spec="results/synthetic_education/run/spec.yaml",
     output:
-        manifest="results/synthetic_education/cases/cases.json",
-        index=report("results/synthetic_education/cases/index.html", category="Education"),
+        manifest="results/synthetic_education/run/cases/cases.json",
+        index=report(
+            "results/synthetic_education/run/cases/index.html",
+            caption="../report/education_cases.rst",
+            category="Synthetic education",
+        ),
     log:
         "logs/synthetic_education/cases.log",
     conda:
@@ -55,9 +61,9 @@ rule synthetic_education_cases:
 
 rule synthetic_education_metrics:
     input:
-        "results/synthetic_education/cases/cases.json",
+        "results/synthetic_education/run/cases/cases.json",
     output:
-        "results/synthetic_education/metrics.json",
+        "results/synthetic_education/run/metrics.json",
     log:
         "logs/synthetic_education/metrics.log",
     conda:

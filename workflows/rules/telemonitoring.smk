@@ -26,12 +26,35 @@ rule telemonitoring_run:
     output:
         metrics="results/telemonitoring/run/metrics.json",
         validation="results/telemonitoring/run/validation.json",
-        roc=report("results/telemonitoring/run/report/roc_pr.png", category="Telemonitoring"),
+        roc=report(
+            "results/telemonitoring/run/report/roc_pr.png",
+            caption="../report/telemonitoring_roc_pr.rst",
+            category="Telemonitoring",
+        ),
         calibration=report(
-            "results/telemonitoring/run/report/calibration.png", category="Telemonitoring"
+            "results/telemonitoring/run/report/calibration.png",
+            caption="../report/telemonitoring_calibration.rst",
+            category="Telemonitoring",
         ),
         timelines=report(
-            "results/telemonitoring/run/report/timelines.png", category="Telemonitoring"
+            "results/telemonitoring/run/report/timelines.png",
+            caption="../report/telemonitoring_timelines.rst",
+            category="Telemonitoring",
+        ),
+        curves=report(
+            "results/telemonitoring/run/training_curves.png",
+            caption="../report/federated_training_curves.rst",
+            category="Telemonitoring",
+        ),
+        per_site=report(
+            "results/telemonitoring/run/per_site.png",
+            caption="../report/federated_per_site.rst",
+            category="Telemonitoring",
+        ),
+        fairness=report(
+            "results/telemonitoring/run/fairness.png",
+            caption="../report/federated_fairness.rst",
+            category="Telemonitoring",
         ),
     log:
         "logs/telemonitoring/run.log",

@@ -46,14 +46,17 @@ rule tumor_classification_run:
         validation="results/tumor_classification/run/validation.json",
         curves=report(
             "results/tumor_classification/run/training_curves.png",
+            caption="../report/federated_training_curves.rst",
             category="Tumour classification",
         ),
         per_site=report(
             "results/tumor_classification/run/per_site.png",
+            caption="../report/federated_per_site.rst",
             category="Tumour classification",
         ),
         fairness=report(
             "results/tumor_classification/run/fairness.png",
+            caption="../report/federated_fairness.rst",
             category="Tumour classification",
         ),
     log:

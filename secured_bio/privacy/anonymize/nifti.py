@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from secured_bio._atomic import atomic_paths
+from secured_bio._inputs import reject_folder
 from secured_bio.errors import (
     ConfigError,
     FormatError,
@@ -539,6 +540,7 @@ def anonymize_nifti(
     import nibabel as nib
 
     src, dst = Path(in_path), Path(out_path)
+    reject_folder(src, "input image", option="IN", expected="a .nii or .nii.gz file")
     if not src.is_file():
         raise InputFileNotFoundError("input image not found", where=str(src),
                                      fix="check the path")

@@ -27,11 +27,11 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
+from secured_bio._inputs import require_dir
 from secured_bio.errors import (
     ConfigError,
     InputError,
-    InputFileNotFoundError,
-    SchemaError,
+    UnknownColumnError,
     did_you_mean,
 )
 from secured_bio.privacy.anonymize import models as pm
@@ -131,10 +131,9 @@ def load_hierarchies(df: pd.DataFrame, qi: Sequence[str],
     """
     out = {}
     d = Path(folder) if folder is not None else None
-    if d is not None and not d.is_dir():
-        raise InputFileNotFoundError("hierarchy folder not found", where=str(d),
-                                     expected="a folder of <column>.csv files",
-                                     fix="check --hierarchies")
+    if d is not None:
+        require_dir(d, "hierarchy folder", option="--hierarchies",
+                    expected="a folder of <column>.csv files")
     for col in qi:
         values = df[col].astype(str).to_numpy()
         if d is not None and (d / f"{col}.csv").is_file():
@@ -149,7 +148,7 @@ def _check_columns(df: pd.DataFrame, names: Sequence[str], option: str) -> None:
     for name in names:
         if name not in df.columns:
             hint = did_you_mean(name, [str(c) for c in df.columns])
-            raise SchemaError(
+            raise UnknownColumnError(
                 f"column '{name}' is not in the table", where=option,
                 expected="one of the CSV header's columns", got=f"{len(df.columns)} columns",
                 fix=hint or "check the column names in the CSV header",

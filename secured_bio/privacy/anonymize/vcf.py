@@ -51,6 +51,7 @@ import hmac
 import logging
 import os
 import re
+import zlib
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -60,6 +61,8 @@ from typing import Any
 import numpy as np
 
 from secured_bio._atomic import atomic_paths
+from secured_bio._bgzf import compression, has_bgzf_eof
+from secured_bio._inputs import reject_folder, require_file
 from secured_bio.errors import ConfigError, FormatError, InputError, InputFileNotFoundError
 
 __all__ = [
@@ -149,6 +152,7 @@ def read_key_file(path: str | os.PathLike[str]) -> bytes:
     32
     """
     p = Path(path)
+    reject_folder(p, "key file", option="--key-file")
     if not p.is_file():
         raise InputFileNotFoundError("key file not found", where=str(p),
                                      fix="create one at the site: head -c 32 /dev/urandom > "
@@ -408,9 +412,11 @@ def deidentify_vcf(
                           + ", ".join(sorted(_STRUCTURAL_KEYS)),
                           got=", ".join(sorted(drop_keys & _STRUCTURAL_KEYS)),
                           fix="edit that header line instead (bcftools reheader)")
-    if not src.is_file():
-        raise InputFileNotFoundError("input VCF not found", where=str(src),
-                                     fix="check the path")
+    require_file(src, "input VCF", expected="a VCF file (plain, gzip or bgzip)")
+    if compression(src) == "bgzf" and not has_bgzf_eof(src):
+        raise FormatError("input VCF is truncated", where=str(src),
+                          expected="the BGZF end-of-file block", got="a file that ends without it",
+                          fix="the file was cut short: re-copy or re-create it")
     if not dst.name.endswith(".vcf.gz"):
         raise ConfigError("output must be a bgzipped VCF", where=str(dst),
                           expected="a name ending in .vcf.gz", got=f"'{dst.name}'",
@@ -434,7 +440,7 @@ def deidentify_vcf(
                               expected="VCF text (plain, gzip or bgzip)", got="binary data",
                               fix="convert BCF first: bcftools view -Oz -o in.vcf.gz in.bcf"
                               ) from e
-        except (EOFError, gzip.BadGzipFile) as e:
+        except (EOFError, gzip.BadGzipFile, zlib.error) as e:
             raise FormatError("truncated or corrupt compressed VCF", where=str(src),
                               got=type(e).__name__, fix="recompress the file with bgzip"
                               ) from e
@@ -592,7 +598,7 @@ def homer_membership(genotypes_person: Any, pool_freqs: Any, reference_freqs: An
                      ) -> np.ndarray:
     """Homer's statistic: how much closer a person is to the pool than to the reference.
 
-    D = sum_j |Y_j - Pop_j| - |Y_j - M_j|, with Y_j in {0, 0.5, 1} the person's ALT allele
+    ``D = sum_j |Y_j - Pop_j| - |Y_j - M_j|``, with Y_j in {0, 0.5, 1} the person's ALT allele
     frequency at SNP j (dosage / 2), M_j the pool's released ALT frequency and Pop_j that of
     a reference population (Homer et al., PLoS Genet 4:e1000167, 2008).  D > 0 points to
     membership; missing genotypes (NaN) contribute 0.

@@ -31,6 +31,7 @@ suppression before an audit is released outside the sites.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -243,7 +244,7 @@ def _attribute(
     labels: np.ndarray, y: np.ndarray, s: np.ndarray, pred: np.ndarray, min_group_size: int
 ) -> dict[str, Any]:
     groups: dict[str, dict[str, Any]] = {}
-    for value in sorted(set(labels.tolist())):
+    for value in sorted(set(labels.tolist()), key=_natural_key):
         sel = labels == value
         m = group_metrics(y[sel], s[sel], pred[sel])
         m["small"] = m["n"] < min_group_size
@@ -334,8 +335,9 @@ def fairness_audit(
     -------
     dict
         JSON-serialisable: ``format``, ``format_version``, ``threshold``, ``min_group_size``,
-        ``n``, ``overall`` (metrics, as below) and ``attributes``: name -> ``groups`` (group
-        value -> ``n``, ``n_positive``, ``auroc``, ``accuracy``, ``tpr``, ``fpr``, ``ppv``,
+        ``n``, ``overall`` (metrics, as below) and ``attributes``: name -> ``groups`` (in
+        natural order, numbers by value: ``"5-11"`` before ``"12-17"``; group value ->
+        ``n``, ``n_positive``, ``auroc``, ``accuracy``, ``tpr``, ``fpr``, ``ppv``,
         ``selection_rate``, ``brier``, ``small``, ``undefined``), ``small_groups``,
         ``groups_in_gaps``, ``worst_group`` (``auroc``/``tpr`` -> ``{"group", "value"}``),
         ``gaps`` (``demographic_parity_difference``, ``equalized_odds_difference``,
@@ -399,13 +401,31 @@ def fairness_audit(
     }
 
 
+def _band_name(lo: int, hi: int, *, last: bool) -> str:
+    if last and hi >= 120:
+        return f"{lo}+"
+    if hi - lo == 1:
+        return f"{lo}-<{hi}"
+    return f"{lo}-{hi - 1}"
+
+
+def _natural_key(label: str) -> list[Any]:
+    """Sort key that orders numbers inside labels by value ("5-11" before "12-17")."""
+    parts: list[Any] = re.split(r"(\d+)", label)
+    parts[1::2] = [int(p) for p in parts[1::2]]
+    return parts
+
+
 def age_bands(
     ages: ArrayLike, edges: Sequence[int] = (0, 18, 40, 60, 200)
 ) -> np.ndarray:
-    """Bin ages into labelled bands ``"lo-hi"`` (inclusive) for a subgroup audit.
+    """Bin ages into labelled bands named as people name them, for a subgroup audit.
 
-    Band ``i`` holds ``edges[i] <= age < edges[i + 1]`` and is labelled
-    ``f"{edges[i]}-{edges[i + 1] - 1}"``.
+    Band ``i`` holds ``edges[i] <= age < edges[i + 1]``.  It is labelled
+    ``f"{lo}-{hi - 1}"`` in whole years (``"1-4"``: from the 1st to the end of the 4th
+    year), ``f"{lo}-<{hi}"`` when it spans one year (``"0-<1"``: under one), and ``f"{lo}+"``
+    when it is the last band and its upper edge is 120 or more (an open end).
+    :func:`fairness_audit` lists such bands in age order.
 
     Parameters
     ----------
@@ -429,7 +449,9 @@ def age_bands(
     Examples
     --------
     >>> age_bands([5, 18, 39.5, 40, 87]).tolist()
-    ['0-17', '18-39', '18-39', '40-59', '60-199']
+    ['0-17', '18-39', '18-39', '40-59', '60+']
+    >>> age_bands([0.5, 3, 11.9, 17.5], edges=(0, 1, 5, 12, 18)).tolist()
+    ['0-<1', '1-4', '5-11', '12-17']
     """
     e = list(edges)
     if (
@@ -467,6 +489,7 @@ def age_bands(
             expected=f"values in [{e[0]}, {e[-1]})", got=f"{int(out_of_range.sum())} outside",
             fix="widen edges or check the age unit (years)",
         )
-    names = np.array([f"{lo}-{hi - 1}" for lo, hi in zip(e, e[1:], strict=False)])
+    names = np.array([_band_name(lo, hi, last=hi == e[-1])
+                      for lo, hi in zip(e, e[1:], strict=False)])
     idx = np.searchsorted(np.asarray(e[1:-1], dtype=np.float64), a, side="right")
     return names[idx]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import numbers
 import os
+import textwrap
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -55,29 +56,50 @@ def _value(v: Any, where: str) -> float | None:
     return f if math.isfinite(f) else None
 
 
-def _bars(ax: Any, names: Sequence[str], series: Mapping[str, Sequence[float | None]]) -> None:
-    """Draw grouped bars, one colour per metric; an undefined value gets an 'n/a' mark."""
+#: Bars shorter than this share of the axis get a marker at their base (else invisible).
+_THIN = 0.01
+
+
+def _bars(ax: Any, names: Sequence[str], series: Mapping[str, Sequence[float | None]],
+          *, top: float = 1.0) -> None:
+    """Draw grouped bars, one colour per metric, each labelled with its value.
+
+    An undefined value gets an 'n/a' mark; a zero (or near-zero) bar, which would be
+    invisible, gets a marker of its colour at its base, so 0 and "not drawn" differ.
+    """
     k = len(series)
     width = 0.8 / k
     for j, (metric, vals) in enumerate(series.items()):
         xs = [i + (j - (k - 1) / 2) * width for i in range(len(names))]
+        color = _color(metric, j)
         ax.bar([x for x, v in zip(xs, vals, strict=True) if v is not None],
-               [v for v in vals if v is not None], width=width, color=_color(metric, j),
+               [v for v in vals if v is not None], width=width, color=color,
                label=metric.upper() if len(metric) <= 5 else metric)
+        thin = [(x, v) for x, v in zip(xs, vals, strict=True)
+                if v is not None and abs(v) < _THIN * top]
+        if thin:
+            ax.plot([x for x, _ in thin], [0.0] * len(thin), ls="", marker="o", ms=4,
+                    color=color, markeredgecolor="black", markeredgewidth=0.5,
+                    clip_on=False, zorder=3)
         for x, v in zip(xs, vals, strict=True):
             if v is None:
-                ax.text(x, 0.02, "n/a", ha="center", va="bottom", fontsize=7, rotation=90)
+                ax.text(x, 0.02 * top, "n/a", ha="center", va="bottom", fontsize=7,
+                        rotation=90)
+            else:
+                ax.text(x, max(v, 0.0) + 0.015 * top, f"{v:.2f}", ha="center", va="bottom",
+                        fontsize=6, rotation=90)
     ax.set_xticks(list(range(len(names))))
     ax.set_xticklabels(list(names), fontsize=8)
 
 
 def plot_fairness(
     audit: Mapping[str, Any], path: str | os.PathLike[str], *, title: str | None = None
-) -> None:
+) -> Any:
     """Draw a fairness audit: per attribute, per-group AUROC, TPR and FPR with overall lines.
 
     One panel per grouping attribute; dashed lines show the overall value of each metric.
-    Groups below ``min_group_size`` are marked ``*``; undefined metrics are marked ``n/a``.
+    Every bar carries its value; a zero bar gets a marker at its base.  Groups below
+    ``min_group_size`` are marked ``*``; undefined metrics are marked ``n/a``.
 
     Parameters
     ----------
@@ -87,6 +109,11 @@ def plot_fairness(
         PNG file to write (atomically).
     title
         Figure title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure written.
 
     Raises
     ------
@@ -101,7 +128,7 @@ def plot_fairness(
     >>> a = fairness_audit([1, 0, 1, 0], [0.8, 0.3, 0.4, 0.6], groups={"site": list("aabb")},
     ...                    min_group_size=1)
     >>> out = pathlib.Path(tempfile.mkdtemp()) / "fairness.png"
-    >>> plot_fairness(a, out)
+    >>> fig = plot_fairness(a, out)
     >>> out.read_bytes()[:4] == b"\\x89PNG"
     True
     """
@@ -149,13 +176,16 @@ def plot_fairness(
                   ("equalized_odds_difference", "EO diff"), ("auroc_gap", "AUROC gap"))
                  if gaps.get(key) is not None]
         ax.set_title(f"{name}" + (f"  ({', '.join(parts)})" if parts else ""), fontsize=10)
-        ax.set_ylim(0, 1.05)
+        ax.set_ylim(0, 1.2)
         ax.set_ylabel("rate / AUROC")
         ax.plot([], [], color="#7f7f7f", ls="--", lw=1.0, label="overall")
+        ax.plot([], [], ls="", marker="o", ms=4, color="white", markeredgecolor="black",
+                markeredgewidth=0.5, label="value 0")
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     if title:
         fig.suptitle(title)
     _save(fig, path)
+    return fig
 
 
 def _site_rows(per_site_metrics: Any) -> list[tuple[str, Mapping[str, Any]]]:
@@ -198,7 +228,7 @@ def plot_per_site(
     *,
     metrics: Sequence[str] = ("auroc", "accuracy"),
     title: str | None = None,
-) -> None:
+) -> Any:
     """Draw per-site bars of AUROC and accuracy (or other metrics) of a federated model.
 
     Parameters
@@ -213,6 +243,11 @@ def plot_per_site(
     title
         Figure title.
 
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure written.
+
     Raises
     ------
     InputError
@@ -225,7 +260,7 @@ def plot_per_site(
     >>> sites = [{"site": "site1", "auroc": 0.81, "accuracy": 0.74},
     ...          {"site": "site2", "auroc": 0.77, "accuracy": 0.70}]
     >>> out = pathlib.Path(tempfile.mkdtemp()) / "per_site.png"
-    >>> plot_per_site(sites, out)
+    >>> fig = plot_per_site(sites, out)
     >>> out.read_bytes()[:4] == b"\\x89PNG"
     True
     """
@@ -248,13 +283,14 @@ def plot_per_site(
         series[metric] = vals
     fig = _figure(max(5.0, 1.1 * len(rows) + 2.0), 3.5)
     ax = fig.add_subplot(1, 1, 1)
-    _bars(ax, [name for name, _ in rows], series)
-    top = max(v for vals in series.values() for v in vals if v is not None)
-    ax.set_ylim(0, max(1.05, top * 1.05))
+    top = max(1.0, max(v for vals in series.values() for v in vals if v is not None))
+    _bars(ax, [name for name, _ in rows], series, top=top)
+    ax.set_ylim(0, top * 1.2)
     ax.set_xlabel("site")
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     ax.set_title(title or "per-site metrics", fontsize=10)
     _save(fig, path)
+    return fig
 
 
 def plot_training_curves(
@@ -264,8 +300,17 @@ def plot_training_curves(
     centralized: Mapping[str, Any] | None = None,
     metrics: Sequence[str] = ("loss", "auroc"),
     title: str | None = None,
-) -> None:
+    descriptions: Mapping[str, str] | None = None,
+    final: Mapping[str, Any] | None = None,
+    centralized_label: str = "centralized",
+    final_label: str = "final model",
+) -> Any:
     """Draw per-round federated metrics (loss, AUROC...) with optional centralized references.
+
+    Per-round values and end-of-run values are often different quantities (e.g. the mean of
+    the sites' own AUROCs each round vs the final model's AUROC on the pooled held-out rows):
+    ``descriptions`` says under each panel what its curve is, and ``final`` and
+    ``centralized`` are drawn with their own labelled marks.
 
     Parameters
     ----------
@@ -280,6 +325,17 @@ def plot_training_curves(
         Metric keys to draw, one panel each.
     title
         Figure title.
+    descriptions
+        Metric -> what the per-round value is, written under its panel.
+    final
+        Metric -> value of the final model, drawn as a star at the last round.
+    centralized_label, final_label
+        Legend labels of the ``centralized`` line and the ``final`` star.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure written.
 
     Raises
     ------
@@ -293,7 +349,7 @@ def plot_training_curves(
     >>> rounds = [{"round": 1, "loss": 0.69, "auroc": 0.61}, {"round": 2, "loss": 0.52,
     ...           "auroc": 0.74}, {"round": 3, "loss": 0.45, "auroc": 0.79}]
     >>> out = pathlib.Path(tempfile.mkdtemp()) / "curves.png"
-    >>> plot_training_curves(rounds, out, centralized={"auroc": 0.80})
+    >>> fig = plot_training_curves(rounds, out, centralized={"auroc": 0.80})
     >>> out.read_bytes()[:4] == b"\\x89PNG"
     True
     """
@@ -330,18 +386,26 @@ def plot_training_curves(
         ax = fig.add_subplot(1, len(metrics), k + 1)
         pts = [(x, y) for x, y in zip(xs, ys, strict=True) if x is not None]
         ax.plot([x for x, _ in pts], [math.nan if y is None else y for _, y in pts],
-                marker="o", color=_color(metric, k), label="federated")
+                marker="o", color=_color(metric, k), label="federated, per round")
         ref = _value((centralized or {}).get(metric), f"centralized[{metric!r}]")
         if ref is not None:
-            ax.axhline(ref, color="#7f7f7f", ls="--", lw=1.0, label="centralized")
+            ax.axhline(ref, color="#7f7f7f", ls="--", lw=1.0,
+                       label=f"{centralized_label}: {ref:.3g}")
+        end = _value((final or {}).get(metric), f"final[{metric!r}]")
+        if end is not None and pts:
+            ax.plot([max(x for x, _ in pts)], [end], ls="", marker="*", ms=11,
+                    color="#c00000", label=f"{final_label}: {end:.3g}")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_xlabel("round")
+        desc = (descriptions or {}).get(metric)
+        ax.set_xlabel("\n".join(["round", *textwrap.wrap(desc or "", 60)]),
+                      fontsize=8 if desc else None)
         ax.set_ylabel(metric)
         ax.set_title(metric, fontsize=10)
         ax.legend(fontsize=7)
     if title:
         fig.suptitle(title)
     _save(fig, path)
+    return fig
 
 
 def _risk_rows(report: Mapping[str, Any]) -> list[tuple[str, str, float | None, Any, str]]:

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from secured_bio.errors import ConfigError, InputError, SchemaError, did_you_mean
+from secured_bio.errors import ConfigError, InputError, UnknownColumnError, did_you_mean
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -71,8 +71,8 @@ def check_table(table: Any, name: str, columns: Sequence[str] = ()) -> pd.DataFr
     ------
     InputError
         If ``table`` is not a DataFrame, or has no rows.
-    SchemaError
-        If a column is missing (with a "did you mean" hint).
+    UnknownColumnError
+        If a column is missing (with a "did you mean" hint); also a SchemaError.
     """
     import pandas as pd
 
@@ -86,7 +86,7 @@ def check_table(table: Any, name: str, columns: Sequence[str] = ()) -> pd.DataFr
     for col in columns:
         if col not in have:
             hint = did_you_mean(col, have)
-            raise SchemaError(
+            raise UnknownColumnError(
                 f"column missing from the {name} table", where=f"{name}:{col}",
                 expected=f"a column named '{col}'", got=f"{len(have)} other columns",
                 fix=hint or f"choose among: {', '.join(have)}",

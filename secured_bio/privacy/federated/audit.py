@@ -8,8 +8,14 @@ attack's AUC over all thresholds, its interval (Hanley & McNeil 1982), the membe
 advantage and the TPR at low FPR (Carlini et al. 2022) come from
 :func:`secured_bio.privacy.assess.membership.membership_inference`.
 
+Non-members must come from the members' population, or the attack measures the difference
+between the populations instead of leakage (an AUC below 0.5 with an interval excluding it is
+the sign).  A site's audit rows (``SiteData.x_audit``: e.g. a random patient-level split of
+the training period, held out of training) are the non-members when the task keeps them;
+otherwise its test rows are, and ``nonmembers`` in the result says which.
+
 Members and non-members are balanced per site: each site contributes the same number of
-training and held-out rows (the smaller of the two, drawn at random with ``seed``), so an
+training and non-member rows (the smaller of the two, drawn at random with ``seed``), so an
 AUC of 0.5 means "no better than a coin" whatever the split sizes.
 
 Reading the numbers.  An AUC near 0.5 for the *non-DP* model does not mean that DP is
@@ -29,7 +35,9 @@ figures leave it, never a score or a row.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -41,7 +49,8 @@ from secured_bio.privacy.federated.task import FederatedTask, SiteData
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["membership_scores", "membership_audit", "dp_vs_nodp_audit", "pool_sites"]
+__all__ = ["membership_scores", "membership_audit", "dp_vs_nodp_audit", "pool_sites",
+           "plot_privacy_utility"]
 
 _WHERE = "membership audit"
 
@@ -63,6 +72,12 @@ def _record_loss(task: FederatedTask, model: torch.nn.Module, x: np.ndarray,
     return np.asarray(-(yy * np.log(p) + (1 - yy) * np.log1p(-p)))
 
 
+def _nonmembers(s: SiteData) -> tuple[np.ndarray, np.ndarray, str]:
+    if s.x_audit is not None and s.y_audit is not None:
+        return np.asarray(s.x_audit), np.asarray(s.y_audit), "audit"
+    return np.asarray(s.x_test), np.asarray(s.y_test), "test"
+
+
 def membership_scores(
     task: FederatedTask,
     model: torch.nn.Module,
@@ -71,7 +86,10 @@ def membership_scores(
     seed: int = 0,
     max_per_site: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
-    """Per-record losses of balanced members (training rows) and non-members (test rows).
+    """Per-record losses of balanced members (training rows) and non-members.
+
+    Non-members are the site's audit rows (``SiteData.x_audit``) when it has them, else
+    its test rows.
 
     Parameters
     ----------
@@ -89,8 +107,8 @@ def membership_scores(
     Returns
     -------
     tuple
-        ``(member_losses, nonmember_losses, sites)``; ``sites`` lists each site's name and
-        counts.
+        ``(member_losses, nonmember_losses, sites)``; ``sites`` lists each site's name,
+        counts and ``nonmembers`` (``"audit"`` or ``"test"`` rows).
 
     Raises
     ------
@@ -118,21 +136,21 @@ def membership_scores(
     outs: list[np.ndarray] = []
     info: list[dict[str, Any]] = []
     for s in sites:
-        m = min(len(s.y_train), len(s.y_test))
+        x_out, y_out, kind = _nonmembers(s)
+        m = min(len(s.y_train), len(y_out))
         if max_per_site is not None:
             m = min(m, int(max_per_site))
-        info.append({"site": s.site, "n_members": m, "n_nonmembers": m})
+        info.append({"site": s.site, "n_members": m, "n_nonmembers": m, "nonmembers": kind})
         if m == 0:
             continue
         i_in = np.sort(rng.choice(len(s.y_train), size=m, replace=False))
-        i_out = np.sort(rng.choice(len(s.y_test), size=m, replace=False))
+        i_out = np.sort(rng.choice(len(y_out), size=m, replace=False))
         ins.append(_record_loss(task, model, np.asarray(s.x_train)[i_in],
                                 np.asarray(s.y_train)[i_in]))
-        outs.append(_record_loss(task, model, np.asarray(s.x_test)[i_out],
-                                 np.asarray(s.y_test)[i_out]))
+        outs.append(_record_loss(task, model, x_out[i_out], y_out[i_out]))
     if not ins:
-        raise InputError("no site has both training and test rows", where=_WHERE,
-                         expected="a site with >= 1 training and >= 1 test row",
+        raise InputError("no site has both training and non-member rows", where=_WHERE,
+                         expected="a site with >= 1 training and >= 1 audit or test row",
                          got=f"{len(sites)} sites", fix="audit sites with a held-out split")
     return np.concatenate(ins), np.concatenate(outs), info
 
@@ -162,7 +180,9 @@ def membership_audit(
         ``attack``, the figures of ``membership_inference`` (``auc``, ``auc_ci``,
         ``advantage``, ``tpr_at_fpr``...), Yeom's fixed threshold (the members' mean loss)
         with ``yeom_tpr``, ``yeom_fpr``, ``yeom_advantage``, the mean loss of members and
-        non-members, and ``per_site`` (name, counts, and the site's AUC when it has rows).
+        non-members, ``nonmembers`` (``"audit"`` rows of the training population, ``"test"``
+        rows, or ``"mixed"``), ``roc`` (``fpr`` and ``tpr`` of the attack on 101 FPR steps,
+        for plots) and ``per_site`` (name, counts, and the site's AUC when it has rows).
 
     Raises
     ------
@@ -194,10 +214,101 @@ def membership_audit(
                                             loss_out[start:start + m],
                                             higher_is_member=False)["auc"] if m else None)
         start += m
+    kinds = {site["nonmembers"] for site in info if site["n_members"]}
     return {"attack": "loss_threshold", **out, "threshold": tau, "yeom_tpr": tpr,
             "yeom_fpr": fpr, "yeom_advantage": tpr - fpr,
             "member_loss_mean": tau, "nonmember_loss_mean": float(loss_out.mean()),
-            "per_site": info}
+            "nonmembers": kinds.pop() if len(kinds) == 1 else "mixed",
+            "roc": _roc_grid(loss_in, loss_out), "per_site": info}
+
+
+def _roc_grid(loss_in: np.ndarray, loss_out: np.ndarray, steps: int = 101
+              ) -> dict[str, list[float]]:
+    """Return the attack's ROC (lower loss = member): the best TPR at each of ``steps`` FPRs."""
+    from secured_bio.privacy.assess.membership import _roc
+
+    fpr, tpr = _roc(-loss_in, -loss_out)
+    grid = np.linspace(0.0, 1.0, steps)
+    best = [float(tpr[fpr <= g + 1e-12].max()) for g in grid]
+    return {"fpr": [round(float(g), 4) for g in grid], "tpr": [round(t, 4) for t in best]}
+
+
+def plot_privacy_utility(
+    audits: Sequence[dict[str, Any]], path: str | os.PathLike[str], *,
+    utility_name: str = "AUROC", caption: str | None = None,
+) -> Path:
+    """One figure: the membership attack's ROC per model, and each model's utility beside it.
+
+    Parameters
+    ----------
+    audits
+        One dict per model: ``label`` (legend text, e.g. ``"DP-SGD, epsilon 1.0"``), ``mia``
+        (a :func:`membership_audit` result, with ``roc``, ``auc`` and ``auc_ci``) and
+        ``utility`` (the model's figure on its test rows, or None).
+    path
+        PNG to write (atomically).
+    utility_name
+        Name of the utility figure (the bar panel's axis).
+    caption
+        Text under the panels (what members, non-members and test rows are).
+
+    Returns
+    -------
+    pathlib.Path
+        The PNG written.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> roc = {"fpr": [0.0, 0.5, 1.0], "tpr": [0.0, 0.6, 1.0]}
+    >>> a = [{"label": "no DP", "mia": {"roc": roc, "auc": 0.55, "auc_ci": [0.5, 0.6]},
+    ...       "utility": 0.9}]
+    >>> plot_privacy_utility(a, pathlib.Path(tempfile.mkdtemp()) / "p.png").stat().st_size > 0
+    True
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from secured_bio._atomic import atomic_write
+
+    fig, (ax_roc, ax_u) = plt.subplots(1, 2, figsize=(10, 4.6),
+                                       gridspec_kw={"width_ratios": [1.25, 1]})
+    colors = ["#4c72b0", "#dd8452", "#55a868", "#c44e52"]
+    ax_roc.plot([0, 1], [0, 1], ls="--", color="grey", lw=1, label="guessing (AUC 0.5)")
+    for i, a in enumerate(audits):
+        mia, color = a["mia"], colors[i % len(colors)]
+        lo, hi = mia["auc_ci"]
+        ax_roc.plot(mia["roc"]["fpr"], mia["roc"]["tpr"], color=color, lw=2,
+                    label=f"{a['label']}: AUC {mia['auc']:.3f} [{lo:.3f}, {hi:.3f}]")
+    ax_roc.set(xlim=(0, 1), ylim=(0, 1), xlabel="false-positive rate (non-members flagged)",
+               ylabel="true-positive rate (members found)",
+               title="Membership attack (loss threshold)")
+    ax_roc.legend(loc="lower right", fontsize=8)
+    labels = [str(a["label"]) for a in audits]
+    values = [float("nan") if a.get("utility") is None else float(a["utility"])
+              for a in audits]
+    bars = ax_u.bar(range(len(audits)), [0 if math.isnan(v) else v for v in values],
+                    color=[colors[i % len(colors)] for i in range(len(audits))])
+    for bar, v in zip(bars, values, strict=True):
+        ax_u.annotate("n/a" if math.isnan(v) else f"{v:.3f}",
+                      (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                      ha="center", va="bottom", fontsize=9)
+    ax_u.axhline(0.5, ls="--", color="grey", lw=1)
+    ax_u.set_xticks(range(len(audits)), labels, fontsize=8)
+    ax_u.set(ylim=(0, 1.05), ylabel=utility_name, title=f"Utility: {utility_name} on test rows")
+    if caption:
+        fig.text(0.01, 0.01, caption, fontsize=8, wrap=True, va="bottom")
+        fig.tight_layout(rect=(0, 0.12, 1, 1))
+    else:
+        fig.tight_layout()
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(out, mode="wb") as fh:
+        fig.savefig(fh, format="png", dpi=120)
+    plt.close(fig)
+    return out
 
 
 def pool_sites(sites_data: SiteData | Sequence[SiteData], name: str = "pooled") -> SiteData:

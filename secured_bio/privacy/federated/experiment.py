@@ -140,9 +140,11 @@ def run_experiment(
     Returns
     -------
     dict
-        ``centralized``, ``federated`` (each with ``auroc``...), ``gap`` (federated minus
-        centralized AUROC), ``per_site``, ``fairness``, ``rounds``, ``dp``, ``secagg``,
-        ``engine`` and ``timing``.
+        ``centralized``, ``federated`` (each with ``auroc``... of the final model on the
+        pooled held-out rows), ``gap`` (federated minus centralized AUROC), ``per_site``,
+        ``fairness``, ``rounds`` (per round; ``eval_auroc`` is the row-weighted mean of the
+        sites' AUROCs on their own held-out rows, not the pooled AUROC), ``dp``,
+        ``secagg``, ``engine`` and ``timing``.
     """
     from secured_bio.privacy.assess.fairness import fairness_audit
     from secured_bio.privacy.federated.engines import run_federated
@@ -236,10 +238,25 @@ def run_experiment(
         # under DP the sites send no training loss (not covered by epsilon): no such panel
         shown = tuple(m for m in ("train loss", "held-out loss", "held-out AUROC")
                       if any(c[m] is not None and np.isfinite(c[m]) for c in curves))
-        plot_training_curves(curves, out / "training_curves.png",
-                             metrics=shown or ("held-out loss",),
-                             centralized={"held-out AUROC": central["auroc"],
-                                          "held-out loss": central["log_loss"]})
+        # Each round's values are the Flower evaluate round: every site scores the current
+        # global model on its own held-out rows and the server averages the sites' numbers
+        # (weighted by rows).  The end-of-run ``federated``/``centralized`` AUROCs are on the
+        # pooled held-out rows instead, a different quantity: the plot labels each.
+        plot_training_curves(
+            curves, out / "training_curves.png", metrics=shown or ("held-out loss",),
+            centralized={"held-out AUROC": central["auroc"],
+                         "held-out loss": central["log_loss"]},
+            final={"held-out AUROC": fed["auroc"], "held-out loss": fed["log_loss"]},
+            centralized_label="centralized model, pooled held-out rows",
+            final_label="final federated model, pooled held-out rows ('federated')",
+            descriptions={
+                "train loss": "each round: mean of the sites' local training losses, "
+                              "weighted by training rows",
+                "held-out loss": "each round: mean of the sites' losses on their own "
+                                 "held-out rows, weighted by rows",
+                "held-out AUROC": "each round: mean of the sites' AUROCs on their own "
+                                  "held-out rows, weighted by rows (not the pooled AUROC)",
+            })
         plot_per_site(per_site, out / "per_site.png")
         plot_fairness(fairness, out / "fairness.png")
     return metrics

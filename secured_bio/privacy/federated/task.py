@@ -66,6 +66,11 @@ class SiteData:
     groups_test
         Optional subgroup labels of the test rows for the fairness audit
         (e.g. ``{"sex": array(["F", "M", ...]), "age_band": array([...])}``).
+    x_audit, y_audit
+        Optional rows held out of training for the membership audit only: records drawn
+        from the same population as the training rows (e.g. a random patient-level split of
+        the same period), so members and non-members differ only in membership.  None when
+        the task keeps no such rows (the audit then falls back to the test rows).
     """
 
     site: str
@@ -74,6 +79,8 @@ class SiteData:
     x_test: np.ndarray
     y_test: np.ndarray
     groups_test: dict[str, np.ndarray] = field(default_factory=dict)
+    x_audit: np.ndarray | None = None
+    y_audit: np.ndarray | None = None
 
 
 @dataclass(frozen=True)

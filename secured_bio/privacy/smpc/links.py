@@ -445,18 +445,30 @@ class _RelayState:
         except (ConnectionError, OSError):
             pass  # the reader of that connection notices and reports it
 
-    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peer_addr = writer.get_extra_info("peername")
-        try:  # the TLS handshake here (not in start_server) so that refusals are logged
-            await asyncio.wait_for(writer.start_tls(self.ctx), 30.0)
+    async def accept(self, conn: socket.socket, peer_addr: Any) -> None:
+        """TLS handshake of one accepted connection (refusals logged), then :meth:`handle`.
+
+        The handshake runs on the raw accepted socket (``connect_accepted_socket``), so no
+        byte of the client's hello can be read by a plain stream first, and a failed
+        handshake reaches us as an exception instead of asyncio's debug log.
+        """
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=2**16)
+        protocol = asyncio.StreamReaderProtocol(reader)
+        try:
+            transport, _ = await loop.connect_accepted_socket(
+                lambda: protocol, conn, ssl=self.ctx, ssl_handshake_timeout=60.0)
         except (ssl.SSLError, ConnectionError, OSError, TimeoutError) as e:
             reason = ("certificate not on the roster"
                       if isinstance(e, ssl.SSLCertVerificationError) else type(e).__name__)
             log.warning("relay: refused a connection from %s: TLS handshake failed (%s)",
                         peer_addr, reason)
-            with contextlib.suppress(Exception):
-                writer.close()
+            conn.close()
             return
+        await self.handle(reader, asyncio.StreamWriter(transport, protocol, reader, loop))
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer_addr = writer.get_extra_info("peername")
         ssl_obj = writer.get_extra_info("ssl_object")
         der = ssl_obj.getpeercert(binary_form=True) if ssl_obj is not None else None
         rank = self.roster.rank_of(der) if der else None
@@ -571,16 +583,32 @@ def run_relay(roster: str | os.PathLike[str] | Roster, *, key: str | os.PathLike
                 loop.default_exception_handler(context)
 
         loop.set_exception_handler(quiet)
-        server = await asyncio.start_server(state.handle, host, port)
-        bound = server.sockets[0].getsockname()[1]
+        listener = socket.create_server((host, port), reuse_port=False)
+        listener.setblocking(False)
+        bound = listener.getsockname()[1]
         log.info("relay listening on %s:%d for %d parties", host, bound, state.n)
         if ready is not None:
             ready(int(bound))
-        async with server:
+        tasks: set[asyncio.Task[None]] = set()
+
+        async def accept_forever() -> None:
+            while True:
+                conn, addr = await loop.sock_accept(listener)
+                task = loop.create_task(state.accept(conn, addr))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+
+        acceptor = loop.create_task(accept_forever())
+        try:
             if once:
                 await state.done.wait()
             else:
-                await server.serve_forever()
+                await acceptor
+        finally:
+            acceptor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await acceptor
+            listener.close()
 
     try:
         asyncio.run(main())

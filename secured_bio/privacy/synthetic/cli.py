@@ -119,6 +119,7 @@ def table(input_path: Path, n_rows: int, out: Path, method: str, epsilon: float 
     """
     from secured_bio._atomic import atomic_paths
     from secured_bio._csv import read_csv_strings
+    from secured_bio._inputs import reject_folder
     from secured_bio.errors import ConfigError, InputFileNotFoundError
     from secured_bio.privacy.synthetic.tabular import synthesize_table
 
@@ -138,6 +139,7 @@ def table(input_path: Path, n_rows: int, out: Path, method: str, epsilon: float 
                           expected="--report FILE", got="no --report", fix="add --report")
     domain = None
     if public_domain is not None:
+        reject_folder(public_domain, "public domain file", option="--public-domain")
         if not public_domain.is_file():
             raise InputFileNotFoundError("public domain file not found",
                                          where=str(public_domain), fix="check --public-domain")

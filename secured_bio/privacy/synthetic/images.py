@@ -46,6 +46,7 @@ from typing import Any
 
 import numpy as np
 
+from secured_bio._inputs import read_table, reject_folder
 from secured_bio.errors import (
     ConfigError,
     FormatError,
@@ -204,11 +205,13 @@ def _stem(path: Path) -> str:
 def _read_labels(path: Path) -> dict[str, int]:
     import pandas as pd
 
+    reject_folder(path, "labels table", option="--labels")
     if not path.is_file():
         raise InputFileNotFoundError("labels table not found", where=str(path),
                                      expected="a TSV with participant_id and label columns",
                                      fix="check the labels path")
-    table = pd.read_csv(path, sep="\t", dtype={"participant_id": str})
+    table = read_table(path, "labels table", option="--labels", sep="\t",
+                       dtype={"participant_id": str})
     missing = [c for c in ("participant_id", "label") if c not in table.columns]
     if missing:
         raise SchemaError("labels table lacks columns", where=str(path),

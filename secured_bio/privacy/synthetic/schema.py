@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from secured_bio.errors import InputError, SchemaError
+from secured_bio.errors import InputError, SchemaError, UnknownColumnError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -202,7 +202,8 @@ class TableSchema:
 
         hint = did_you_mean(name, self.names)
         where = "dropped column" if name in self.dropped else "unknown column"
-        raise SchemaError(f"{where} '{name}'", where="table", expected="one of the table's "
+        raise UnknownColumnError(f"{where} '{name}'", where="table",
+                                 expected="one of the table's "
                           f"{len(self.columns)} columns", got=f"'{name}'",
                           fix=hint or "check the column name (case matters)")
 
@@ -397,7 +398,7 @@ def infer_schema(table: pd.DataFrame, *, drop: Iterable[str] = ()) -> TableSchem
         if name not in table.columns:
             from secured_bio.errors import did_you_mean
 
-            raise SchemaError(f"column to drop '{name}' does not exist", where="drop",
+            raise UnknownColumnError(f"column to drop '{name}' does not exist", where="drop",
                               expected="a column of the table", got=f"'{name}'",
                               fix=did_you_mean(name, [str(c) for c in table.columns])
                               or "check the column name")

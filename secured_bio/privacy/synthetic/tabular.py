@@ -716,7 +716,7 @@ def fit_synthesizer(table: pd.DataFrame, *, method: str = "copula", seed: int = 
     Parameters
     ----------
     table
-        The real table (e.g. from :func:`secured_bio._csv.read_csv_strings`).
+        The real table (e.g. from :func:`secured_bio.privacy.anonymize.read_table_csv`).
     method
         ``copula`` (default, fast), ``tvae`` or ``mst`` (differentially private).
     seed

@@ -270,11 +270,33 @@ def test_fairness_audit__bad_min_group_size_raises(size):
 def test_age_bands__match_numpy_digitize():
     ages = np.random.default_rng(11).uniform(0, 120, size=200)
     edges = (0, 18, 40, 60, 200)
-    names = [f"{lo}-{hi - 1}" for lo, hi in zip(edges, edges[1:], strict=False)]
+    names = ["0-17", "18-39", "40-59", "60+"]
     expected = [names[i - 1] for i in np.digitize(ages, edges)]
     assert age_bands(ages, edges).tolist() == expected
     assert age_bands([17.999, 18, 59.9, 60], edges).tolist() == ["0-17", "18-39", "40-59",
-                                                                   "60-199"]
+                                                                   "60+"]
+
+
+def test_age_bands__paediatric_names_people_use():
+    from secured_bio.telemetry.federated import PAEDIATRIC_AGE_EDGES
+
+    ages = [0.05, 0.99, 1, 4.9, 5, 11.99, 12, 17.9, 18.5]
+    assert age_bands(ages, PAEDIATRIC_AGE_EDGES).tolist() == [
+        "0-<1", "0-<1", "1-4", "1-4", "5-11", "5-11", "12-17", "12-17", "18+"]
+    assert age_bands([70], (0, 60, 100)).tolist() == ["60-99"]  # closed end: no "+"
+
+
+def test_fairness_audit__age_bands_listed_by_age():
+    from secured_bio.telemetry.federated import PAEDIATRIC_AGE_EDGES
+
+    rng = np.random.default_rng(5)
+    ages = rng.uniform(0, 18, 400)
+    y = rng.integers(0, 2, 400)
+    audit = fairness_audit(y, rng.uniform(size=400),
+                           groups={"age_band": age_bands(ages, PAEDIATRIC_AGE_EDGES),
+                                   "site": [f"site{i % 12 + 1}" for i in range(400)]})
+    assert list(audit["attributes"]["age_band"]["groups"]) == ["0-<1", "1-4", "5-11", "12-17"]
+    assert list(audit["attributes"]["site"]["groups"])[:3] == ["site1", "site2", "site3"]
 
 
 @pytest.mark.parametrize("edges", [(0,), (0, 40, 18), (0, 18.5, 60), (0, 0, 10)])
@@ -356,6 +378,62 @@ def test_plot_training_curves__writes_png_with_and_without_reference(tmp_path):
     _assert_png(tmp_path / "a" / "curves.png")
     plot_training_curves(rounds, tmp_path / "b" / "curves.png", metrics=("loss",))
     _assert_png(tmp_path / "b" / "curves.png")
+
+
+def _zero_markers(ax):
+    """(x, y) of the markers drawn at the base of zero-height bars."""
+    pts = []
+    for line in ax.get_lines():
+        if line.get_marker() == "o" and len(line.get_xdata()):
+            pts += list(zip(line.get_xdata(), line.get_ydata(), strict=True))
+    return pts
+
+
+def test_plot_fairness__zero_bars_get_a_marker_and_a_value(tmp_path):
+    from secured_bio.telemetry.federated import PAEDIATRIC_AGE_EDGES
+
+    rng = np.random.default_rng(3)
+    n = 200
+    band = age_bands(rng.uniform(0, 18, n), PAEDIATRIC_AGE_EDGES)
+    y = rng.integers(0, 2, n)
+    s = rng.uniform(0.6, 1.0, n)
+    s[band == "1-4"] = 0.1  # nobody in 1-4 is predicted positive: TPR = FPR = 0 there
+    audit = fairness_audit(y, s, groups={"age_band": band})
+    groups = audit["attributes"]["age_band"]["groups"]
+    assert groups["1-4"]["tpr"] == 0 and groups["1-4"]["fpr"] == 0
+    ax = plot_fairness(audit, tmp_path / "f.png").axes[0]
+    ticks = [t.get_text().split("\n")[0] for t in ax.get_xticklabels()]
+    assert ticks == ["0-<1", "1-4", "5-11", "12-17"]  # by age
+    zeros = sum(1 for g in groups.values() for m in ("auroc", "tpr", "fpr") if g[m] == 0)
+    markers = _zero_markers(ax)
+    assert len(markers) == zeros == 2 and all(y == 0 for _, y in markers)
+    assert all(round(x) == 1 for x, _ in markers)  # under the "1-4" group
+    values = [t.get_text() for t in ax.texts]
+    assert values.count("0.00") == 2 and len(values) == 3 * len(groups)
+    assert "value 0" in [t.get_text() for t in ax.get_legend().get_texts()]
+
+
+def test_plot_per_site__zero_bar_is_visible(tmp_path):
+    sites = [{"site": "site1", "auroc": 0.81, "accuracy": 0.0},
+             {"site": "site2", "auroc": 0.7, "accuracy": 0.6}]
+    ax = plot_per_site(sites, tmp_path / "p.png").axes[0]
+    assert len(_zero_markers(ax)) == 1 and "0.00" in [t.get_text() for t in ax.texts]
+
+
+def test_plot_training_curves__says_which_quantity_each_mark_is(tmp_path):
+    rounds = [{"round": r, "auroc": 0.6 + 0.05 * r} for r in range(1, 4)]
+    fig = plot_training_curves(
+        rounds, tmp_path / "c.png", metrics=("auroc",), centralized={"auroc": 0.9},
+        final={"auroc": 0.82}, centralized_label="centralized, pooled rows",
+        final_label="final model, pooled rows",
+        descriptions={"auroc": "each round: mean of the sites' own AUROCs"})
+    ax = fig.axes[0]
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend == ["federated, per round", "centralized, pooled rows: 0.9",
+                      "final model, pooled rows: 0.82"]
+    assert "mean of the sites' own AUROCs" in ax.get_xlabel()
+    star = [ln for ln in ax.get_lines() if ln.get_marker() == "*"]
+    assert len(star) == 1 and list(star[0].get_xdata()) == [3]
 
 
 @pytest.mark.parametrize(

@@ -88,7 +88,14 @@ def test_membership_audit__untrained_model_is_near_chance():
     assert r["auc_ci"][0] < 0.5 < r["auc_ci"][1]
 
 
-def test_dp_vs_nodp_audit__memorising_model_leaks_and_dp_sgd_does_not():
+def test_dp_vs_nodp_audit__memorising_model_leaks_and_dp_sgd_does_not(monkeypatch):
+    # The DP noise is secure (unpredictable) by default, so the DP model's utility varies
+    # from run to run (test AUROC 0.53-0.70 over six runs); this test checks the audit, so it
+    # uses the documented test-only reproducible mode (whose epsilon does not hold).
+    from secured_bio.privacy.dp_random import DPRandom
+    from secured_bio.privacy.federated import dpsgd
+
+    monkeypatch.setattr(dpsgd, "DPRandom", lambda insecure_seed=None: DPRandom(insecure_seed=0))
     task = WideMLPTask(n_features=10, n_per_site=150, seed=0, hidden=128, batch_size=50)
     sites = [task.load_site(SiteRef(i, 2)) for i in range(2)]
     r = dp_vs_nodp_audit(task, sites, epsilon=0.3, delta=1e-5, epochs=20, lr=0.03,

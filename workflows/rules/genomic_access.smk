@@ -99,9 +99,12 @@ rule genomic_access_gwas:
             f"--covar {input.covar}" if wildcards.test in ("linear", "logistic") else ""
         ),
         pheno_name=lambda wildcards: "quant" if wildcards.test == "linear" else "case",
+        pcs=lambda wildcards: (
+            f"--pcs {config['gwas']['pcs']}" if wildcards.test in ("linear", "logistic") else ""
+        ),
     shell:
         "secured-bio -v gwas secure {params.sites} --pheno {input.pheno} "
-        "--pheno-name {params.pheno_name} {params.covar} --test {wildcards.test} "
+        "--pheno-name {params.pheno_name} {params.covar} {params.pcs} --test {wildcards.test} "
         "--out {params.prefix} 2> {log}"
 
 
@@ -120,6 +123,7 @@ rule genomic_access_metrics:
     params:
         root=subpath(output[0], parent=True),
         data=subpath(input.manifest, parent=True),
+        pcs=config["gwas"]["pcs"],
     shell:
         "secured-bio -v pilots collect genomic_access --results {params.root} "
-        "--set data={params.data} --set test=linear 2> {log}"
+        "--set data={params.data} --set test=linear --set pcs={params.pcs} 2> {log}"

@@ -189,8 +189,9 @@ def _plot_privacy_utility(path: Path, nodp_mia: Mapping[str, Any], dp_mia: Mappi
     non = ("held-out patients of the same admission period (never trained on)"
            if dp_mia.get("nonmembers") == "audit" else
            "later-admitted test patients (time-shifted: set audit_fraction > 0)")
+    what = "patients (mean loss of their windows)" if dp_mia.get("unit") == "unit" else "windows"
     caption = (f"Left: loss-threshold membership attack (Yeom et al. 2018) on "
-               f"{dp_mia['n_members']} training windows (members) vs as many windows of {non}; "
+               f"{dp_mia['n_members']} training {what} (members) vs as many of {non}; "
                "AUC with 95% interval, 0.5 = the attacker cannot tell. Right: AUROC of "
                "deterioration prediction on the later-admitted test patients. Both models "
                "are the same federated MLP; DP-SGD adds clipping and noise at each hospital.")

@@ -135,12 +135,13 @@ class TelemetryTask(FederatedTask):
         if fraction <= 0:
             return SiteData(site=site_dir.name, x_train=x[train], y_train=y[train],
                             x_test=x[test], y_test=y[test], groups_test=groups)
-        audit = _audit_rows(f["patient_id"].astype(str).to_numpy(), y, train, fraction,
+        ids = f["patient_id"].astype(str).to_numpy()
+        audit = _audit_rows(ids, y, train, fraction,
                             seed=[int(p.get("audit_seed", 0)), *site_dir.name.encode()])
         train &= ~audit
         return SiteData(site=site_dir.name, x_train=x[train], y_train=y[train], x_test=x[test],
                         y_test=y[test], groups_test=groups, x_audit=x[audit],
-                        y_audit=y[audit])
+                        y_audit=y[audit], ids_train=ids[train], ids_audit=ids[audit])
 
 
 def _audit_rows(patients: np.ndarray, y: np.ndarray, train: np.ndarray, fraction: float, *,

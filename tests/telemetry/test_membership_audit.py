@@ -57,16 +57,17 @@ def test_membership_audit__uses_the_audit_rows_and_returns_the_roc(cohort):
     sites = [task.load_site(SiteRef(i, 2)) for i in range(2)]
     model = task.build_model()
     r = membership_audit(task, model, sites, seed=0)
-    assert r["nonmembers"] == "audit"
+    assert r["nonmembers"] == "audit" and r["unit"] == "unit"  # one score per patient
     assert all(s["nonmembers"] == "audit" for s in r["per_site"])
-    assert r["n_members"] == sum(min(len(s.y_train), len(s.y_audit)) for s in sites)
+    assert r["n_members"] == sum(min(len(set(s.ids_train)), len(set(s.ids_audit)))
+                                 for s in sites)
     fpr, tpr = np.array(r["roc"]["fpr"]), np.array(r["roc"]["tpr"])
     assert len(fpr) == 101 and fpr[0] == 0 and fpr[-1] == 1 and tpr[-1] == 1
     assert (np.diff(tpr) >= 0).all()
     lo, hi = r["auc_ci"]
     assert lo <= r["auc"] <= hi
     plain = membership_audit(_task(cohort), model, [_task(cohort).load_site(SiteRef(0, 2))])
-    assert plain["nonmembers"] == "test"
+    assert plain["nonmembers"] == "test" and plain["unit"] == "record"
 
 
 def test_plot_privacy_utility__one_figure_with_both_models(tmp_path):

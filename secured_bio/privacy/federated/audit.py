@@ -72,6 +72,12 @@ def _record_loss(task: FederatedTask, model: torch.nn.Module, x: np.ndarray,
     return np.asarray(-(yy * np.log(p) + (1 - yy) * np.log1p(-p)))
 
 
+def _unit_loss(loss: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Mean loss per unit (sorted by unit ID)."""
+    _, inv = np.unique(ids, return_inverse=True)
+    return np.bincount(inv, weights=loss) / np.bincount(inv)
+
+
 def _nonmembers(s: SiteData) -> tuple[np.ndarray, np.ndarray, str]:
     if s.x_audit is not None and s.y_audit is not None:
         return np.asarray(s.x_audit), np.asarray(s.y_audit), "audit"
@@ -89,7 +95,10 @@ def membership_scores(
     """Per-record losses of balanced members (training rows) and non-members.
 
     Non-members are the site's audit rows (``SiteData.x_audit``) when it has them, else
-    its test rows.
+    its test rows.  With audit rows and unit IDs (``ids_train``, ``ids_audit``: e.g.
+    patients), each member and non-member is a unit scored by its mean loss: a patient, not a
+    window, is in the training data, and a patient's windows are not independent, so a
+    record-level interval would be too narrow.
 
     Parameters
     ----------
@@ -108,7 +117,8 @@ def membership_scores(
     -------
     tuple
         ``(member_losses, nonmember_losses, sites)``; ``sites`` lists each site's name,
-        counts and ``nonmembers`` (``"audit"`` or ``"test"`` rows).
+        counts, ``nonmembers`` (``"audit"`` or ``"test"`` rows) and ``unit``
+        (``"unit"``: one score per patient, or ``"record"``).
 
     Raises
     ------
@@ -137,14 +147,30 @@ def membership_scores(
     info: list[dict[str, Any]] = []
     for s in sites:
         x_out, y_out, kind = _nonmembers(s)
-        m = min(len(s.y_train), len(y_out))
+        if kind == "audit" and s.ids_train is not None and s.ids_audit is not None:
+            # One score per unit (patient): its mean loss over its rows.
+            l_in = _unit_loss(_record_loss(task, model, np.asarray(s.x_train),
+                                           np.asarray(s.y_train)), np.asarray(s.ids_train))
+            l_out = _unit_loss(_record_loss(task, model, x_out, y_out), np.asarray(s.ids_audit))
+            unit = "unit"
+        else:
+            l_in = l_out = None
+            unit = "record"
+        n_in, n_out = ((len(s.y_train), len(y_out)) if l_in is None or l_out is None
+                       else (len(l_in), len(l_out)))
+        m = min(n_in, n_out)
         if max_per_site is not None:
             m = min(m, int(max_per_site))
-        info.append({"site": s.site, "n_members": m, "n_nonmembers": m, "nonmembers": kind})
+        info.append({"site": s.site, "n_members": m, "n_nonmembers": m, "nonmembers": kind,
+                     "unit": unit})
         if m == 0:
             continue
-        i_in = np.sort(rng.choice(len(s.y_train), size=m, replace=False))
-        i_out = np.sort(rng.choice(len(y_out), size=m, replace=False))
+        i_in = np.sort(rng.choice(n_in, size=m, replace=False))
+        i_out = np.sort(rng.choice(n_out, size=m, replace=False))
+        if l_in is not None and l_out is not None:
+            ins.append(l_in[i_in])
+            outs.append(l_out[i_out])
+            continue
         ins.append(_record_loss(task, model, np.asarray(s.x_train)[i_in],
                                 np.asarray(s.y_train)[i_in]))
         outs.append(_record_loss(task, model, x_out[i_out], y_out[i_out]))
@@ -181,8 +207,9 @@ def membership_audit(
         ``advantage``, ``tpr_at_fpr``...), Yeom's fixed threshold (the members' mean loss)
         with ``yeom_tpr``, ``yeom_fpr``, ``yeom_advantage``, the mean loss of members and
         non-members, ``nonmembers`` (``"audit"`` rows of the training population, ``"test"``
-        rows, or ``"mixed"``), ``roc`` (``fpr`` and ``tpr`` of the attack on 101 FPR steps,
-        for plots) and ``per_site`` (name, counts, and the site's AUC when it has rows).
+        rows, or ``"mixed"``), ``unit`` (``"unit"`` or ``"record"``), ``roc`` (``fpr`` and
+        ``tpr`` of the attack on 101 FPR steps, for plots) and ``per_site`` (name, counts,
+        and the site's AUC when it has rows).
 
     Raises
     ------
@@ -215,10 +242,12 @@ def membership_audit(
                                             higher_is_member=False)["auc"] if m else None)
         start += m
     kinds = {site["nonmembers"] for site in info if site["n_members"]}
+    units = {site["unit"] for site in info if site["n_members"]}
     return {"attack": "loss_threshold", **out, "threshold": tau, "yeom_tpr": tpr,
             "yeom_fpr": fpr, "yeom_advantage": tpr - fpr,
             "member_loss_mean": tau, "nonmember_loss_mean": float(loss_out.mean()),
             "nonmembers": kinds.pop() if len(kinds) == 1 else "mixed",
+            "unit": units.pop() if len(units) == 1 else "mixed",
             "roc": _roc_grid(loss_in, loss_out), "per_site": info}
 
 

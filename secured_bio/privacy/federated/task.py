@@ -71,6 +71,10 @@ class SiteData:
         from the same population as the training rows (e.g. a random patient-level split of
         the same period), so members and non-members differ only in membership.  None when
         the task keeps no such rows (the audit then falls back to the test rows).
+    ids_train, ids_audit
+        Optional unit (e.g. patient) of each training and audit row: the audit then scores
+        units (mean loss over their rows), since a unit, not a row, is in the training data
+        or not, and its rows are not independent.
     """
 
     site: str
@@ -81,6 +85,8 @@ class SiteData:
     groups_test: dict[str, np.ndarray] = field(default_factory=dict)
     x_audit: np.ndarray | None = None
     y_audit: np.ndarray | None = None
+    ids_train: np.ndarray | None = None
+    ids_audit: np.ndarray | None = None
 
 
 @dataclass(frozen=True)

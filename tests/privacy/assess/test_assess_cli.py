@@ -93,7 +93,7 @@ def test_assess_table_cli__coarser_release_reports_lower_risk(files, tmp_path):
 def test_assess_table_cli__missing_qi_column_fails_with_did_you_mean(files, tmp_path, capsys):
     args = _args(files, tmp_path)
     args[args.index(QI)] = "age,sex,postcod"
-    assert main(args) == EXIT_FAILED
+    assert main(args) == EXIT_USAGE  # a column named on the command line: a usage error
     err = capsys.readouterr().err
     assert "did you mean 'postcode'" in err
     assert not (tmp_path / "risk.json").exists()

@@ -130,7 +130,7 @@ def test_membership_audit__sites_without_test_rows_raise():
     task = LinearToyTask(n_features=3)
     site = SiteData("site1", np.zeros((4, 3), np.float32), np.zeros(4, np.float32),
                     np.zeros((0, 3), np.float32), np.zeros(0, np.float32))
-    with pytest.raises(InputError, match="no site has both training and test rows"):
+    with pytest.raises(InputError, match="no site has both training and non-member rows"):
         membership_audit(task, task.build_model(), [site])
 
 

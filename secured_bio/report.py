@@ -277,9 +277,13 @@ def _genomic_access(f: Path, doc: Mapping[str, Any]) -> PilotDigest:
                    "only summed statistics")
     if lam is None:
         next_step = f"lambda_GC not available: look at the QQ plot {qq}"
+    elif lam > 1.1 and not pcs:
+        next_step = (f"lambda_GC {lam:.3f} (> 1.1): population structure not corrected; "
+                     f"rerun with pcs=4 (QQ plot: {qq})")
     elif lam > 1.1:
-        next_step = (f"lambda_GC {lam:.2f} (> 1.1): population structure not corrected; "
-                     f"rerun with pcs={pcs + 2 if pcs else 2} (QQ plot: {qq})")
+        next_step = (f"lambda_GC {lam:.3f} (> 1.1) even with {pcs} principal components: "
+                     "residual inflation (polygenic signal, relatedness or more structure); "
+                     f"try more PCs and look at the QQ plot: {qq}")
     else:
         next_step = f"lambda_GC {lam:.2f}: no sign of inflation; Manhattan plot: {manhattan}"
     figures = [

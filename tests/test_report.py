@@ -113,7 +113,7 @@ def test_curated_summary__short_headline_meaning_next_step(results):
                   "synthetic_education"):
         assert f"## {pilot} (ready)" in text
     # genomic inflation is flagged in words, with the advice
-    assert "lambda_GC 1.96 (> 1.1): population structure not corrected; rerun with pcs=2" in text
+    assert "lambda_GC 1.960 (> 1.1): population structure not corrected; rerun with pcs=4" in text
     assert "1,500 samples" in text and "4 of 5 planted causal variants" in text
     assert "AUROC 0.85 vs PEWS 0.78" in text and "lead time 3.0 h" in text
     assert "federated AUROC 0.91 vs centralized 0.93" in text

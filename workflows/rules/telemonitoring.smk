@@ -41,6 +41,11 @@ rule telemonitoring_run:
             caption="../report/telemonitoring_timelines.rst",
             category="Telemonitoring",
         ),
+        privacy_utility=report(
+            "results/telemonitoring/run/report/privacy_utility.png",
+            caption="../report/telemonitoring_privacy_utility.rst",
+            category="Telemonitoring",
+        ),
         curves=report(
             "results/telemonitoring/run/training_curves.png",
             caption="../report/federated_training_curves.rst",

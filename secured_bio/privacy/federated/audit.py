@@ -147,6 +147,8 @@ def membership_scores(
     info: list[dict[str, Any]] = []
     for s in sites:
         x_out, y_out, kind = _nonmembers(s)
+        l_in: np.ndarray | None
+        l_out: np.ndarray | None
         if kind == "audit" and s.ids_train is not None and s.ids_audit is not None:
             # One score per unit (patient): its mean loss over its rows.
             l_in = _unit_loss(_record_loss(task, model, np.asarray(s.x_train),

@@ -1,7 +1,9 @@
 """Synthetic data: tables, vital-sign series and images, with fidelity/utility/privacy evaluation.
 
-Tables (:mod:`~secured_bio.privacy.synthetic.tabular`): a Gaussian copula (default), a TVAE and
-the differentially private MST mechanism, with exact conditional generation
+Tables (:mod:`~secured_bio.privacy.synthetic.tabular`): a Gaussian copula, sequential CART
+(:mod:`~secured_bio.privacy.synthetic.cart`, synthpop-style), a TVAE, the differentially
+private MST mechanism, and ``auto`` (the CLI default: picks copula or CART on a validation split
+under a privacy guard), with exact conditional generation
 (:mod:`~secured_bio.privacy.synthetic.conditions`) and column typing that writes values back in
 the input's formats (:mod:`~secured_bio.privacy.synthetic.schema`).
 Images (:mod:`~secured_bio.privacy.synthetic.images`): a MONAI diffusion model (DDPM training,

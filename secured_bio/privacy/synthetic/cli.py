@@ -19,7 +19,7 @@ __all__ = ["synth", "table"]
 
 log = logging.getLogger(__name__)
 
-_METHODS = ("copula", "tvae", "mst")  # = tabular.METHODS, kept here so --help stays light
+_METHODS = ("auto", "copula", "cart", "tvae", "mst")  # = tabular.METHODS (keeps --help light)
 _EVALUATE = "secured_bio.privacy.synthetic.evaluate"
 
 
@@ -30,6 +30,8 @@ def synth() -> None:
     \b
     secured-bio synth table --in admissions.csv --n 500 --out synth.csv --report synth.json \\
         --drop patient_id --condition 'age=5..10' --condition 'diagnosis=pneumonia'
+    secured-bio synth table --in trial.csv --n 300 --target outcome --method cart \\
+        --min-leaf 5 --smoothing density --out cart.csv
     secured-bio synth table --in admissions.csv --n 500 --method mst --epsilon 1 \\
         --drop patient_id --out dp.csv
     secured-bio synth vitals --in ward_cohort --n 50 --age 5..10 --out synth_vitals
@@ -69,9 +71,19 @@ def _evaluation(real: Any, out: Any, holdout: Path | None, target: str | None, s
               help="Number of synthetic rows (all satisfy every --condition).")
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Synthetic CSV to write: the input's columns, in order and formats.")
-@click.option("--method", type=click.Choice(_METHODS), default="copula", show_default=True,
-              help="copula: Gaussian copula (fast); tvae: variational autoencoder (torch); "
+@click.option("--method", type=click.Choice(_METHODS), default="auto", show_default=True,
+              help="auto: fit copula and cart on 70% of the rows, score them on the rest "
+                   "(utility on --target, fidelity, membership AUC <= 0.6 and <= 1% copies) "
+                   "and refit the best on all rows; copula: Gaussian copula (fast); cart: "
+                   "sequential CART (synthpop); tvae: variational autoencoder (torch); "
                    "mst: differentially private (needs --epsilon).")
+@click.option("--order", default=None, metavar="COL1,COL2,...",
+              help="cart: columns visited first, in this order (the others follow; "
+                   "--target last).")
+@click.option("--min-leaf", "min_leaf", type=click.IntRange(min=1), default=None,
+              help="cart: minimum rows per tree leaf [default: 5].")
+@click.option("--smoothing", type=click.Choice(("density", "none")), default=None,
+              help="cart: Gaussian-kernel smoothing of numeric draws [default: density].")
 @click.option("--epsilon", type=float, default=None,
               help="Privacy budget of --method mst (> 0; smaller is more private).")
 @click.option("--delta", type=float, default=None,
@@ -103,14 +115,17 @@ def _evaluation(real: Any, out: Any, holdout: Path | None, target: str | None, s
                    "distributions, correlations, utility, the membership attack's ROC).")
 @click.option("--holdout", type=click.Path(path_type=Path), default=None,
               help="Real rows NOT in --in, for utility and membership-inference figures.")
-@click.option("--target", default=None, help="Class column for the utility figures.")
+@click.option("--target", default=None,
+              help="Outcome column: utility figures of the report, the column --method auto "
+                   "scores utility on, and cart's last column.")
 @click.option("--no-evaluate", "no_evaluate", is_flag=True,
               help="Skip the evaluation in the report.")
 def table(input_path: Path, n_rows: int, out: Path, method: str, epsilon: float | None,
           delta: float | None, conditions: tuple[str, ...], seed: int, epochs: int | None,
           drop: tuple[str, ...], public_domain: Path | None, report: Path | None,
           html: Path | None, holdout: Path | None, target: str | None, no_evaluate: bool,
-          insecure_dp: bool) -> None:
+          insecure_dp: bool, order: str | None, min_leaf: int | None,
+          smoothing: str | None) -> None:
     """Fit a generator on a real table and write N synthetic rows.
 
     The CSV and the JSON report are written together, only when everything succeeded.
@@ -134,7 +149,8 @@ def table(input_path: Path, n_rows: int, out: Path, method: str, epsilon: float 
     if len(set(outputs)) < len(outputs):
         raise ConfigError("two outputs share a file name", where="--out/--report/--html",
                           fix="give each output its own name")
-    if report is None and (holdout is not None or target is not None):
+    if report is None and (holdout is not None or (target is not None and method not in
+                                                   ("auto", "cart"))):
         raise ConfigError("--holdout/--target only feed the report", where="--report",
                           expected="--report FILE", got="no --report", fix="add --report")
     domain = None
@@ -157,7 +173,10 @@ def table(input_path: Path, n_rows: int, out: Path, method: str, epsilon: float 
     result = synthesize_table(real, n_rows, method=method, conditions=conditions, seed=seed,
                               epsilon=epsilon, delta=delta, epochs=epochs, drop=drop,
                               public_domain=domain,
-                              insecure_dp_seed=seed if insecure_dp else None)
+                              insecure_dp_seed=seed if insecure_dp else None, target=target,
+                              order=None if order is None else
+                              [c.strip() for c in order.split(",") if c.strip()],
+                              min_leaf=min_leaf, smoothing=smoothing)
     doc = dict(result.report, input=str(input_path), output=str(out))
     if report is not None:
         doc["evaluation"] = None
@@ -189,8 +208,10 @@ def table(input_path: Path, n_rows: int, out: Path, method: str, epsilon: float 
           f"{privacy['domain']}" if privacy else "")
     if privacy and not privacy.get("epsilon_holds", True):
         dp += "; INSECURE reproducible DP noise: the epsilon does NOT hold"
+    chosen = result.report["method"]
+    label = f"{chosen}, chosen by auto" if method == "auto" else chosen
     click.echo(f"wrote {len(result.table)} synthetic rows x {result.table.shape[1]} columns "
-               f"({method}{dp}) -> {out}" + (f" and {report}" if report else "")
+               f"({label}{dp}) -> {out}" + (f" and {report}" if report else "")
                + (f" and {html}" if html else ""))
 
 

@@ -52,7 +52,7 @@ from secured_bio.errors import ConfigError, InputError, SchemaError, did_you_mea
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "evaluate_synthetic", "cramers_v",
+__all__ = ["FORMAT", "FORMAT_VERSION", "evaluate_synthetic", "validation_scores", "cramers_v",
            "total_variation_distance"]
 
 #: Format name and version written in every evaluation (``format``, ``format_version``).
@@ -710,6 +710,86 @@ def _privacy(data: dict[str, dict[str, np.ndarray]], kinds: dict[str, str], targ
     return out
 
 
+def _prepare(tables: Mapping[str, pd.DataFrame], cols: list[str], target: str | None
+             ) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, str]]:
+    """Decide column kinds on all tables together and convert every column."""
+    kinds = {c: _column_kind([t[c] for t in tables.values()]) for c in cols}
+    data = {k: {c: (_as_labels(t[c]) if kinds[c] == "categorical" else _as_numbers(t[c], kinds[c]))
+                for c in cols} for k, t in tables.items()}
+    if target is not None:
+        for k in data:
+            data[k][target] = _as_labels(tables[k][target])
+        n_classes = len(set(np.concatenate([data[k][target] for k in data]).tolist()))
+        if n_classes > _MAX_CLASSES:
+            raise ConfigError("target has too many classes for AUROC", where=f"target:{target}",
+                              expected=f"2 to {_MAX_CLASSES} classes", got=f"{n_classes}",
+                              fix="choose a class column, or bin a continuous target")
+        kinds[target] = "categorical"  # a class label, whatever its spelling
+    return data, kinds
+
+
+def validation_scores(train: pd.DataFrame, synthetic: pd.DataFrame, holdout: pd.DataFrame, *,
+                      target: str | None = None, seed: int = 0, max_rows: int = 2000
+                      ) -> dict[str, Any]:
+    """Return the figures a generator is chosen on (``--method auto``), without attacks.
+
+    Same definitions as :func:`evaluate_synthetic` (its fidelity summary, its TSTR/TRTR
+    utility and its distance-to-closest-record membership attack, exact copies), but not
+    anonymeter's attacks, the DCR/NNDR or the plots: a few seconds per candidate.
+
+    Parameters
+    ----------
+    train, synthetic, holdout
+        Rows the generator saw, its output, and real rows it did not see (same columns).
+    target
+        Class column for the utility figures (None: no utility).
+    seed
+        Seed of the models and subsamples.
+    max_rows
+        Largest number of rows per table in the membership attack.
+
+    Returns
+    -------
+    dict
+        ``column_similarity``, ``mean_abs_pearson_difference``, ``tstr_auroc``,
+        ``trtr_auroc``, ``utility_ratio``, ``membership_auc``, ``exact_copy_share``.
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> rng = np.random.default_rng(0)
+    >>> def draw(n):
+    ...     x = rng.normal(size=n)
+    ...     return pd.DataFrame({"x": x, "y": (x + rng.normal(size=n) > 0).astype(int)})
+    >>> s = validation_scores(draw(100), draw(100), draw(100), target="y")
+    >>> s["exact_copy_share"], s["membership_auc"] < 0.7
+    (0.0, True)
+    """
+    from secured_bio.privacy.assess.membership import membership_inference
+
+    tables = {"train": _check_frame(train, "train"),
+              "synthetic": _check_frame(synthetic, "synthetic"),
+              "holdout": _check_frame(holdout, "holdout")}
+    cols = _check_columns(None, tables)
+    data, kinds = _prepare(tables, cols, target)
+    summary = _fidelity(data, kinds)["summary"]
+    util = _utility(data, kinds, target, seed)
+    rng = np.random.default_rng(seed)
+    n = {k: len(next(iter(v.values()))) for k, v in data.items()}
+    train_rows = set(_canonical_rows(data["train"], kinds))
+    copies = [r in train_rows for r in _canonical_rows(data["synthetic"], kinds)]
+    gower = _Gower(data, kinds)
+    m = min(n["train"], n["holdout"], max_rows)
+    d_in = _nearest(gower, "train", _sample(n["train"], m, rng), "synthetic")[:, 0]
+    d_out = _nearest(gower, "holdout", _sample(n["holdout"], m, rng), "synthetic")[:, 0]
+    mia = membership_inference(d_in, d_out, higher_is_member=False)
+    return {"column_similarity": summary["column_similarity"],
+            "mean_abs_pearson_difference": summary["mean_abs_pearson_difference"],
+            "tstr_auroc": util["tstr_auroc"], "trtr_auroc": util["trtr_auroc"],
+            "utility_ratio": util["ratio"], "membership_auc": float(mia["auc"]),
+            "exact_copy_share": float(np.mean(copies))}
+
+
 # ----------------------------------------------------------------------- entry point
 def evaluate_synthetic(
     train: pd.DataFrame,
@@ -800,18 +880,7 @@ def evaluate_synthetic(
                           expected=f"one of the {len(cols)} columns",
                           got="a name not among them",
                           fix=did_you_mean(target, cols) or "choose a class column")
-    kinds = {c: _column_kind([t[c] for t in tables.values()]) for c in cols}
-    data = {k: {c: (_as_labels(t[c]) if kinds[c] == "categorical" else _as_numbers(t[c], kinds[c]))
-                for c in cols} for k, t in tables.items()}
-    if target is not None:
-        for k in data:
-            data[k][target] = _as_labels(tables[k][target])
-        n_classes = len(set(np.concatenate([data[k][target] for k in data]).tolist()))
-        if n_classes > _MAX_CLASSES:
-            raise ConfigError("target has too many classes for AUROC", where=f"target:{target}",
-                              expected=f"2 to {_MAX_CLASSES} classes", got=f"{n_classes}",
-                              fix="choose a class column, or bin a continuous target")
-        kinds[target] = "categorical"  # a class label, whatever its spelling
+    data, kinds = _prepare(tables, cols, target)
     report: dict[str, Any] = {
         "format": FORMAT, "format_version": FORMAT_VERSION,
         "n_rows": {k: len(t) for k, t in tables.items()},

@@ -1,13 +1,27 @@
-"""Synthetic tables: a Gaussian copula (fast default), a TVAE on torch, and DP MST.
+"""Synthetic tables: Gaussian copula, sequential CART, a TVAE on torch, DP MST, and ``auto``.
 
 Methods (:data:`METHODS`):
 
+``auto``
+    Chooses among :data:`AUTO_CANDIDATES` on the data (the CLI's default): each candidate is
+    fitted on a training split (70 % of the rows), scored on the validation split (fidelity,
+    TSTR/TRTR utility on ``target``, and a privacy guard: membership-inference AUC <= 0.6 and
+    exact copies <= 1 %; see :func:`~secured_bio.privacy.synthetic.evaluate.validation_scores`),
+    and the best guarded candidate is refitted on all rows.  The comparison is kept in
+    ``params["auto"]`` (the report's ``auto`` section).  TVAE is not a candidate by default
+    (minutes of training on a CPU for no gain over CART on the benchmark tables).
 ``copula``
     Gaussian copula on mixed columns (Li et al. 2014; the SDV GaussianCopula design):
     each variable is mapped to a normal score through its empirical CDF (ties and categories
     spread uniformly over their CDF interval), the scores' correlation matrix is estimated,
     and samples are mapped back through the inverse empirical CDF (linear interpolation
     between observed values). Not differentially private.
+``cart``
+    Sequential CART synthesis in the style of R's synthpop (Nowok, Raab & Dibben 2016;
+    :mod:`~secured_bio.privacy.synthetic.cart`): each variable drawn from the leaf of a tree
+    fitted on the variables before it, numeric draws smoothed with a Gaussian kernel.
+    Options: visiting ``order`` (default: the schema's, with ``target`` last), ``min_leaf``
+    (default 5), ``smoothing`` (``density`` or ``none``). Not differentially private.
 ``tvae``
     A variational autoencoder for tables (Xu et al. 2019, "Modeling Tabular data using
     Conditional GAN", TVAE) on torch: normal-score inputs for continuous variables (a
@@ -72,6 +86,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "METHODS",
+    "AUTO_CANDIDATES",
     "TableSynthesizer",
     "SynthesisResult",
     "fit_synthesizer",
@@ -82,7 +97,16 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-METHODS = ("copula", "tvae", "mst")
+METHODS = ("auto", "copula", "cart", "tvae", "mst")
+#: Generators that ``auto`` compares.
+AUTO_CANDIDATES = ("copula", "cart")
+#: Privacy guard of ``auto``: largest membership-inference AUC and exact-copy share.
+AUTO_MAX_MEMBERSHIP_AUC = 0.6
+AUTO_MAX_COPY_SHARE = 0.01
+#: Share of rows ``auto`` fits candidates on (the rest scores them); fewer rows than
+#: AUTO_MIN_ROWS skip the comparison (the copula is used).
+AUTO_TRAIN_SHARE = 0.7
+AUTO_MIN_ROWS = 50
 DEFAULT_EPOCHS = 300
 DEFAULT_DELTA = 1e-6
 MST_BINS = 16
@@ -563,7 +587,7 @@ class TableSynthesizer:
     Attributes
     ----------
     method
-        One of :data:`METHODS`.
+        One of :data:`METHODS` (with ``auto``: the generator it chose).
     schema
         The typed input columns (the output has exactly these, in order).
     seed
@@ -587,6 +611,8 @@ class TableSynthesizer:
     _model: Any = field(repr=False)
     #: How the last :meth:`sample` met its conditions (TVAE: rejection vs fallback rows).
     last_conditional: dict[str, int] = field(default_factory=dict)
+    #: With ``method="auto"``: the candidates' validation figures and why the winner won.
+    auto: dict[str, Any] | None = None
 
     def sample(self, n: int, *, conditions: Sequence[str] = (), seed: int | None = None
                ) -> pd.DataFrame:
@@ -640,6 +666,8 @@ class TableSynthesizer:
         return {"method": self.method, "seed": self.seed, "params": dict(self.params),
                 "schema": self.schema.to_dict(), "privacy": self.privacy,
                 "differentially_private": self.privacy is not None,
+                "requested_method": "auto" if self.auto is not None else self.method,
+                "auto": self.auto,
                 "fit_seconds": round(self.fit_seconds, 3)}
 
 
@@ -710,7 +738,9 @@ def fit_synthesizer(table: pd.DataFrame, *, method: str = "copula", seed: int = 
                     epsilon: float | None = None, delta: float | None = None,
                     epochs: int | None = None, drop: Sequence[str] = (),
                     public_domain: Mapping[str, Any] | None = None,
-                    insecure_dp_seed: int | None = None) -> TableSynthesizer:
+                    insecure_dp_seed: int | None = None, target: str | None = None,
+                    order: Sequence[str] | None = None, min_leaf: int | None = None,
+                    smoothing: str | None = None) -> TableSynthesizer:
     """Fit a table generator on a text table (every column as ``str``).
 
     Parameters
@@ -718,7 +748,9 @@ def fit_synthesizer(table: pd.DataFrame, *, method: str = "copula", seed: int = 
     table
         The real table (e.g. from :func:`secured_bio.privacy.anonymize.read_table_csv`).
     method
-        ``copula`` (default, fast), ``tvae`` or ``mst`` (differentially private).
+        ``copula`` (default here, fast), ``cart``, ``tvae``, ``mst`` (differentially
+        private) or ``auto`` (chooses among :data:`AUTO_CANDIDATES` on a validation split;
+        the CLI's default).
     seed
         Seed of the non-private parts: for ``copula``/``tvae`` the same seed and input give
         identical output; for ``mst`` it drives only the sampling from the noisy model, and
@@ -736,6 +768,16 @@ def fit_synthesizer(table: pd.DataFrame, *, method: str = "copula", seed: int = 
         ``mst`` only, for tests: seed the DP noise too (reproducible output).  The noise is
         then predictable and **the epsilon does not hold**; the privacy report says so
         (``epsilon_holds: false``).  Default None: secure noise.
+    target
+        The outcome column: ``auto`` scores utility (TSTR/TRTR) on it (default: the last
+        discrete column with 2 to 20 levels), and ``cart`` visits it last.
+    order
+        ``cart`` (and ``auto``'s cart): visiting order, all columns or a leading subset (the
+        others follow in schema order). Default: schema order with ``target`` last.
+    min_leaf
+        ``cart``: minimum training rows per leaf (default 5).
+    smoothing
+        ``cart``: ``density`` (default; Gaussian kernel on numeric draws) or ``none``.
 
     Returns
     -------
@@ -786,8 +828,14 @@ def fit_synthesizer(table: pd.DataFrame, *, method: str = "copula", seed: int = 
         raise ConfigError("a public domain applies only to --method mst",
                           where="--public-domain", expected="--method mst",
                           got=f"--method {method}")
+    cart_opts = _check_cart_args(method, order, min_leaf, smoothing)
     start = time.perf_counter()
     schema = infer_schema(table, drop=drop)
+    if target is not None:
+        schema.column(target)  # UnknownColumnError with a hint
+    if method == "auto":
+        return _fit_auto(table, schema, seed=seed, drop=drop, target=target,
+                         cart_opts=cart_opts, start=start)
     domain = "observed"
     if public_domain:
         schema = _apply_public_domain(schema, table, public_domain)
@@ -800,6 +848,17 @@ def fit_synthesizer(table: pd.DataFrame, *, method: str = "copula", seed: int = 
     model: Any
     if method == "copula":
         model = _CopulaModel(x, schema.variables, rng)
+    elif method == "cart":
+        from secured_bio.privacy.synthetic.cart import CartModel
+
+        names = _cart_order(schema, cart_opts["order"], target)
+        params.update(order=names, min_leaf=cart_opts["min_leaf"],
+                      smoothing=cart_opts["smoothing"])
+        index = {v.name: j for j, v in enumerate(schema.variables)}
+        var_order = [index[name] for col in names for name in
+                     (col, f"{col}#missing") if name in index]
+        model = CartModel(x, schema.variables, var_order, min_leaf=cart_opts["min_leaf"],
+                          smoothing=cart_opts["smoothing"], seed=seed)
     elif method == "tvae":
         params["epochs"] = DEFAULT_EPOCHS if epochs is None else int(epochs)
         model = _TVAEModel(x, schema.variables, rng, epochs=params["epochs"], seed=seed)
@@ -818,6 +877,134 @@ def fit_synthesizer(table: pd.DataFrame, *, method: str = "copula", seed: int = 
                             time.perf_counter() - start, model)
 
 
+def _check_cart_args(method: str, order: Sequence[str] | None, min_leaf: int | None,
+                     smoothing: str | None) -> dict[str, Any]:
+    from secured_bio.privacy.synthetic.cart import DEFAULT_MIN_LEAF, SMOOTHING
+
+    given = [name for name, v in (("--order", order), ("--min-leaf", min_leaf),
+                                  ("--smoothing", smoothing)) if v is not None]
+    if given and method not in ("cart", "auto"):
+        raise ConfigError(f"{'/'.join(given)} apply only to sequential CART", where="--method",
+                          expected="--method cart or auto", got=f"--method {method}",
+                          fix=f"drop {'/'.join(given)} or use --method cart")
+    if min_leaf is not None and (isinstance(min_leaf, bool) or not isinstance(min_leaf, int)
+                                 or min_leaf < 1):
+        raise ConfigError("minimum leaf size must be an integer >= 1", where="--min-leaf",
+                          expected=">= 1", got=str(min_leaf), fix="e.g. --min-leaf 5")
+    if smoothing is not None and smoothing not in SMOOTHING:
+        from secured_bio.errors import did_you_mean
+
+        raise ConfigError(f"unknown smoothing '{smoothing}'", where="--smoothing",
+                          expected=" | ".join(SMOOTHING), got=f"'{smoothing}'",
+                          fix=did_you_mean(smoothing, SMOOTHING) or "choose density or none")
+    if isinstance(order, str):
+        order = [c.strip() for c in order.split(",") if c.strip()]
+    return {"order": None if order is None else list(order),
+            "min_leaf": DEFAULT_MIN_LEAF if min_leaf is None else int(min_leaf),
+            "smoothing": "density" if smoothing is None else smoothing}
+
+
+def _cart_order(schema: TableSchema, order: list[str] | None, target: str | None
+                ) -> list[str]:
+    """Column visiting order: the given leading columns, then the rest (``target`` last)."""
+    names = schema.names
+    lead = list(order or [])
+    for col in lead:
+        schema.column(col)  # UnknownColumnError with a hint
+    if len(set(lead)) < len(lead):
+        raise ConfigError("a column appears twice in the visiting order", where="--order",
+                          expected="each column at most once", got=f"{len(lead)} names",
+                          fix="list each column once")
+    rest = [c for c in names if c not in lead]
+    if target is not None and target in rest:
+        rest = [c for c in rest if c != target] + [target]
+    return lead + rest
+
+
+def _auto_target(schema: TableSchema, target: str | None) -> tuple[str | None, str]:
+    if target is not None:
+        return target, "given"
+    for spec in reversed(schema.columns):
+        if spec.discrete and 2 <= len(spec.categories) <= 20:
+            return spec.name, "last discrete column (pass target= / --target to choose)"
+    return None, "no discrete column: utility not scored"
+
+
+def _fit_auto(table: pd.DataFrame, schema: TableSchema, *, seed: int, drop: Sequence[str],
+              target: str | None, cart_opts: dict[str, Any], start: float
+              ) -> TableSynthesizer:
+    """Fit :data:`AUTO_CANDIDATES` on a split, score them, refit the winner on all rows."""
+    from secured_bio.privacy.synthetic.evaluate import validation_scores
+
+    kept = table[schema.names]
+    score_target, target_source = _auto_target(schema, target)
+    cart_kw = {"order": cart_opts["order"], "min_leaf": cart_opts["min_leaf"],
+               "smoothing": cart_opts["smoothing"], "target": score_target}
+    info: dict[str, Any] = {
+        "candidates": list(AUTO_CANDIDATES), "target": score_target,
+        "target_source": target_source, "train_share": AUTO_TRAIN_SHARE,
+        "guard": {"max_membership_auc": AUTO_MAX_MEMBERSHIP_AUC,
+                  "max_exact_copy_share": AUTO_MAX_COPY_SHARE},
+        "score": "0.75 x min(TSTR/TRTR, 1) + 0.25 x column similarity among candidates within "
+                 "the guard (column similarity alone without a target)",
+        "not_candidates": {"tvae": "slow on a CPU, no better than cart on the benchmark",
+                           "mst": "differentially private: ask for it explicitly"},
+        "results": {}}
+    n = len(kept)
+    winner = "copula"
+    if n < AUTO_MIN_ROWS:
+        info["reason"] = f"fewer than {AUTO_MIN_ROWS} rows: no validation split; copula used"
+    else:
+        perm = np.random.default_rng([seed, 7]).permutation(n)
+        cut = int(round(AUTO_TRAIN_SHARE * n))
+        train, valid = kept.iloc[np.sort(perm[:cut])], kept.iloc[np.sort(perm[cut:])]
+        scored: dict[str, float] = {}
+        for cand in AUTO_CANDIDATES:
+            t0 = time.perf_counter()
+            kw = cart_kw if cand == "cart" else {}
+            try:
+                fitted = fit_synthesizer(train, method=cand, seed=seed, **kw)
+                out = fitted.sample(len(train))
+            except (SchemaError, ValueError) as e:  # e.g. a column typed otherwise on the split
+                log.warning("synth auto: candidate %s failed on the training split (%s); "
+                            "it is left out", cand, type(e).__name__)
+                info["results"][cand] = {"error": type(e).__name__, "eligible": False}
+                continue
+            fig = validation_scores(train, out, valid, target=score_target, seed=seed)
+            guard = (fig["membership_auc"] <= AUTO_MAX_MEMBERSHIP_AUC
+                     and fig["exact_copy_share"] <= AUTO_MAX_COPY_SHARE)
+            sim = fig["column_similarity"] or 0.0
+            ratio = fig["utility_ratio"]
+            score = 0.75 * min(ratio, 1.0) + 0.25 * sim if ratio is not None else sim
+            info["results"][cand] = {**{k: (round(v, 4) if isinstance(v, float) else v)
+                                        for k, v in fig.items()},
+                                     "score": round(score, 4), "eligible": guard,
+                                     "seconds": round(time.perf_counter() - t0, 3)}
+            if guard:
+                scored[cand] = score
+        if scored:
+            winner = max(scored, key=lambda c: (scored[c], -AUTO_CANDIDATES.index(c)))
+            others = ", ".join(f"{c} {scored[c]:.3f}" for c in scored if c != winner)
+            info["reason"] = (f"highest score within the privacy guard ({winner} "
+                              f"{scored[winner]:.3f}" + (f" vs {others}" if others else "")
+                              + ")")
+        else:
+            res = info["results"]
+            winner = min((c for c in res if "membership_auc" in res[c]),
+                         key=lambda c: res[c]["membership_auc"], default="copula")
+            info["reason"] = ("no candidate met the privacy guard: the one with the lowest "
+                              "membership AUC was used")
+            log.warning("synth auto: no candidate met the privacy guard (membership AUC <= "
+                        "%s, copies <= %s); using %s", AUTO_MAX_MEMBERSHIP_AUC,
+                        AUTO_MAX_COPY_SHARE, winner)
+    info["winner"] = winner
+    final = fit_synthesizer(table, method=winner, seed=seed, drop=drop,
+                            **(cart_kw if winner == "cart" else {}))
+    final.auto = info
+    final.fit_seconds = time.perf_counter() - start
+    return final
+
+
 @dataclass
 class SynthesisResult:
     """A synthetic table and the JSON-ready report of how it was made."""
@@ -831,7 +1018,9 @@ def synthesize_table(table: pd.DataFrame, n: int, *, method: str = "copula",
                      epsilon: float | None = None, delta: float | None = None,
                      epochs: int | None = None, drop: Sequence[str] = (),
                      public_domain: Mapping[str, Any] | None = None,
-                     insecure_dp_seed: int | None = None) -> SynthesisResult:
+                     insecure_dp_seed: int | None = None, target: str | None = None,
+                     order: Sequence[str] | None = None, min_leaf: int | None = None,
+                     smoothing: str | None = None) -> SynthesisResult:
     """Fit a generator and draw ``n`` rows in one call (what ``secured-bio synth table`` does).
 
     Parameters are those of :func:`fit_synthesizer` and :meth:`TableSynthesizer.sample`.
@@ -857,7 +1046,8 @@ def synthesize_table(table: pd.DataFrame, n: int, *, method: str = "copula",
     """
     synth = fit_synthesizer(table, method=method, seed=seed, epsilon=epsilon, delta=delta,
                             epochs=epochs, drop=drop, public_domain=public_domain,
-                            insecure_dp_seed=insecure_dp_seed)
+                            insecure_dp_seed=insecure_dp_seed, target=target, order=order,
+                            min_leaf=min_leaf, smoothing=smoothing)
     resolve_conditions(conditions, synth.schema)  # fail before sampling
     start = time.perf_counter()
     out = synth.sample(n, conditions=conditions)

@@ -34,13 +34,20 @@ def test_table__writes_csv_and_report(clinical: Path, tmp_path: Path,
     assert main(_table(clinical, out, "--report", str(rep), "--condition", "age=5..10",
                        "--condition", "sex=F", "--holdout", str(clinical / "holdout.csv"),
                        "--target", "sex", "--seed", "4")) == 0
-    assert "wrote 60 synthetic rows x 7 columns (copula)" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "wrote 60 synthetic rows x 7 columns (" in printed and "chosen by auto)" in printed
     real = pd.read_csv(clinical / "train.csv", dtype=str)
     synth = pd.read_csv(out, dtype=str)
     assert list(synth.columns) == [c for c in real.columns if c != "patient_id"]
     assert synth["age"].astype(int).between(5, 10).all() and (synth["sex"] == "F").all()
     doc = json.loads(rep.read_text())
-    assert doc["format"] == "secured_bio.synthetic_table_report" and doc["method"] == "copula"
+    assert doc["format"] == "secured_bio.synthetic_table_report"
+    assert doc["requested_method"] == "auto" and doc["method"] in ("copula", "cart")
+    auto = doc["auto"]  # the default compares the candidates and says why one won
+    assert auto["winner"] == doc["method"] and auto["target"] == "sex" and auto["reason"]
+    assert set(auto["results"]) == {"copula", "cart"}
+    assert all({"utility_ratio", "membership_auc", "exact_copy_share", "score", "eligible"}
+               <= set(r) for r in auto["results"].values())
     assert doc["conditions"] == ["age=5..10", "sex=F"] and doc["n_rows_output"] == 60
     assert doc["privacy"] is None and doc["seed"] == 4
     if importlib.util.find_spec("secured_bio.privacy.synthetic.evaluate") is not None:
@@ -139,7 +146,9 @@ def test_table__help_says_seed_covers_only_non_private_parts() -> None:
     (("--drop", "patient_id", "--method", "mst", "--epsilon", "0"), 2, "epsilon must be"),
     (("--drop", "patient_id", "--method", "mst", "--epsilon", "-2"), 2, "epsilon must be"),
     (("--drop", "patient_id", "--epsilon", "1"), 2, "apply only to a differentially"),
-    (("--drop", "patient_id", "--target", "sex"), 2, "only feed the report"),
+    (("--drop", "patient_id", "--method", "copula", "--target", "sex"), 2, "only feed the report"),
+    (("--drop", "patient_id", "--method", "copula", "--min-leaf", "3"), 2, "sequential CART"),
+    (("--drop", "patient_id", "--method", "cart", "--order", "agee"), 2, "did you mean"),
 ])
 def test_table__bad_input_fails_and_writes_nothing(clinical: Path, tmp_path: Path,
                                                    capsys: pytest.CaptureFixture[str],

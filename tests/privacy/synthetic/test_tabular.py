@@ -19,7 +19,8 @@ from secured_bio.privacy.synthetic.tabular import (
     zcdp_rho,
 )
 
-FAST: dict[str, dict[str, Any]] = {"copula": {}, "tvae": {"epochs": 5}, "mst": {"epsilon": 2.0}}
+FAST: dict[str, dict[str, Any]] = {"copula": {}, "tvae": {"epochs": 5}, "mst": {"epsilon": 2.0},
+                                   "cart": {}, "auto": {}}
 
 
 def _as_text(frame: pd.DataFrame) -> pd.DataFrame:
@@ -76,6 +77,65 @@ def test_tvae__tstr_auroc_at_least_90_percent_of_trtr(cancer) -> None:  # type: 
     assert _copies(out, train) <= 0.01 * len(out)
 
 
+def test_cart__tstr_auroc_at_least_95_percent_of_trtr(cancer) -> None:  # type: ignore[no-untyped-def]
+    train, test = cancer
+    out = fit_synthesizer(train, method="cart", seed=0, target="target").sample(len(train))
+    assert _auroc(out, test) >= 0.95 * _auroc(train, test)
+    assert _copies(out, train) == 0
+
+
+def test_cart__smoothing_none_draws_observed_values_density_smooths(cancer) -> None:  # type: ignore[no-untyped-def]
+    train, _ = cancer
+    col = "mean area"
+    plain = fit_synthesizer(train, method="cart", seed=0, smoothing="none").sample(300)
+    smooth = fit_synthesizer(train, method="cart", seed=0).sample(300)
+    observed = set(train[col].astype(float))
+    assert set(plain[col].astype(float)) <= observed  # synthpop: values come from leaves
+    assert np.mean([v in observed for v in smooth[col].astype(float)]) < 0.5
+    assert smooth[col].astype(float).between(min(observed), max(observed)).all()
+
+
+def test_cart__visiting_order_given_columns_first_target_last(clinical: pd.DataFrame) -> None:
+    s = fit_synthesizer(clinical, method="cart", seed=0, target="sex", order=["diagnosis"],
+                        min_leaf=10)
+    assert s.params["order"][0] == "diagnosis" and s.params["order"][-1] == "sex"
+    assert sorted(s.params["order"]) == sorted(clinical.columns)
+    assert s.params["min_leaf"] == 10 and s.params["smoothing"] == "density"
+
+
+def test_cart__options_refused_elsewhere_and_checked(clinical: pd.DataFrame) -> None:
+    with pytest.raises(ConfigError, match="sequential CART"):
+        fit_synthesizer(clinical, method="copula", min_leaf=3)
+    with pytest.raises(ConfigError, match="minimum leaf size"):
+        fit_synthesizer(clinical, method="cart", min_leaf=0)
+    with pytest.raises(ConfigError, match="did you mean"):
+        fit_synthesizer(clinical, method="cart", smoothing="densty")
+    with pytest.raises(SchemaError, match="did you mean"):
+        fit_synthesizer(clinical, method="cart", order=["agee"])
+
+
+def test_auto__compares_candidates_and_refits_the_best(cancer) -> None:  # type: ignore[no-untyped-def]
+    train, _ = cancer
+    s = synthesize_table(train, 50, method="auto", seed=0, target="target")
+    auto = s.report["auto"]
+    assert s.report["requested_method"] == "auto" and s.report["method"] == auto["winner"]
+    assert set(auto["results"]) == {"copula", "cart"} and auto["target"] == "target"
+    best = max((c for c, r in auto["results"].items() if r["eligible"]),
+               key=lambda c: auto["results"][c]["score"])
+    assert auto["winner"] == best and best in auto["reason"]
+    for r in auto["results"].values():
+        assert 0 <= r["membership_auc"] <= 1 and r["utility_ratio"] > 0.8
+
+
+def test_auto__privacy_guard_rejects_a_copying_candidate(clinical: pd.DataFrame) -> None:
+    # leaves of one row and no smoothing: CART copies training rows, so the guard drops it
+    s = fit_synthesizer(clinical, method="auto", seed=0, min_leaf=1, smoothing="none")
+    assert s.auto is not None
+    cart = s.auto["results"]["cart"]
+    assert cart["exact_copy_share"] > 0.01 and not cart["eligible"]
+    assert s.method == "copula" and s.auto["winner"] == "copula"
+
+
 def test_copula__diabetes_keeps_formats_and_makes_no_copies() -> None:
     from sklearn.datasets import load_diabetes
 
@@ -91,7 +151,7 @@ def test_copula__diabetes_keeps_formats_and_makes_no_copies() -> None:
             assert out[col].astype(float).between(spec.low, spec.high).all()
 
 
-@pytest.mark.parametrize("method", ["copula", "tvae", "mst"])
+@pytest.mark.parametrize("method", ["copula", "cart", "auto", "tvae", "mst"])
 def test_sample__columns_order_and_formats_preserved(clinical: pd.DataFrame,
                                                       method: str) -> None:
     out = fit_synthesizer(clinical, method=method, seed=1, **FAST[method]).sample(300)
@@ -106,7 +166,7 @@ def test_sample__columns_order_and_formats_preserved(clinical: pd.DataFrame,
     assert dates.max() <= pd.Timestamp(clinical["admission_date"].max())
 
 
-@pytest.mark.parametrize("method", ["copula", "tvae", "mst"])
+@pytest.mark.parametrize("method", ["copula", "cart", "auto", "tvae", "mst"])
 def test_sample__every_row_satisfies_the_conditions(clinical: pd.DataFrame, method: str) -> None:
     conds = ["age=5..10", "sex=F", "admission_date=2024-03-01..2024-06-30",
              "diagnosis=pneumonia"]
@@ -131,7 +191,7 @@ def test_copula__condition_keeps_dependent_columns_plausible(clinical: pd.DataFr
     assert tv_kids < tv_all
 
 
-@pytest.mark.parametrize("method", ["copula", "tvae", "mst"])
+@pytest.mark.parametrize("method", ["copula", "cart", "auto", "tvae", "mst"])
 def test_seed__same_seed_same_rows_other_seed_other_rows(clinical: pd.DataFrame,
                                                          method: str) -> None:
     # mst: only with the explicit insecure mode is the DP noise reproducible

@@ -182,7 +182,13 @@ def _vitals_part(spec: EducationSpec, cases: pd.DataFrame, case_ids: list[str], 
             fix="point sources.vitals at a folder with vitals.csv, patients.csv and "
                 "events.csv (or site*/ folders of them), or set it to null") from e
     train, hold = _split_patients(cohort, float(v["holdout_fraction"]), seed)
-    model = sv.fit_vitals_model(*train, seed=seed)
+    if v.get("epsilon") is not None:
+        from secured_bio.telemetry.synthetic_dp import fit_vitals_model_dp
+
+        model = fit_vitals_model_dp(*train, epsilon=float(v["epsilon"]),
+                                    delta=float(v.get("delta", 1e-6)))
+    else:
+        model = sv.fit_vitals_model(*train, seed=seed)
     rng = np.random.default_rng([seed, 21])
     ages = _case_ages(cases, t["age_column"], rng)
     sexes = None
@@ -209,11 +215,17 @@ def _vitals_part(spec: EducationSpec, cases: pd.DataFrame, case_ids: list[str], 
     result = sv.SyntheticVitals(renamed[0], renamed[1], renamed[2], result.parameters)
     audit = model.sample(len(train[1]), hours=int(v["hours"]),
                          interval_minutes=v["interval_minutes"], seed=seed + 8)
-    evaluation = sv.evaluate_vitals(train, audit, holdout=hold, seed=seed, n_threads=1)
+    evaluation = sv.evaluate_vitals(train, audit, holdout=hold, seed=seed, n_threads=1,
+                                    differential_privacy=model.differential_privacy)
     sv.write_synthetic_vitals(result, work / "vitals")
     sv.save_vitals_model(model, work / "vitals" / "model.json")
     return {"result": result, "evaluation": evaluation, "deterioration": det,
-            "generator": {"method": "vitals model of aggregate statistics",
+            "generator": {"method": "vitals model of aggregate statistics"
+                                    + (" (differentially private)"
+                                       if model.differential_privacy else ""),
+                          "differentially_private": model.differential_privacy is not None,
+                          "epsilon": (model.differential_privacy or {}).get("epsilon"),
+                          "delta": (model.differential_privacy or {}).get("delta"),
                           "fitted_on_patients": len(train[1]),
                           "held_out_patients": len(hold[1]), "description": model.describe()}}
 
@@ -295,12 +307,18 @@ def _privacy_statement(spec: EducationSpec, table: Mapping[str, Any],
     if vitals is not None:
         vp = vitals["evaluation"].get("privacy", {})
         vmia = vp.get("membership_inference") or {}
-        out["vitals"] = {"generator": vitals["generator"].get("method", "vitals model"),
+        vgen = vitals["generator"]
+        out["vitals"] = {"generator": vgen.get("method", "vitals model"),
+                         "differentially_private": bool(vgen.get("differentially_private")),
+                         "epsilon": vgen.get("epsilon"), "delta": vgen.get("delta"),
                          "membership_inference_auc": vmia.get("auc"),
                          "exact_copies": vp.get("exact_copies"),
                          "evaluation": "privacy/vitals_evaluation.json"}
         parts.append("Vital signs come from a model of aggregate statistics of "
                      f"{vitals['generator']['fitted_on_patients']} real patients' trajectories"
+                     + (f" with ({vgen['epsilon']:g}, {vgen['delta']:g})-differential privacy "
+                        "(add/remove one patient)" if vgen.get("differentially_private")
+                        else " (not differentially private)")
                      + (f" (membership-inference AUC {vmia['auc']:.2f}{_ci(vmia)} against "
                         f"{vitals['generator']['held_out_patients']} held-out patients)"
                         if vmia.get("auc") is not None else "") + ".")

@@ -36,12 +36,16 @@ def education() -> None:
               help="Override the spec's table generator (mst is differentially private).")
 @click.option("--epsilon", type=float, default=None,
               help="Override the spec's table epsilon (method mst; > 0).")
+@click.option("--vitals-epsilon", "vitals_epsilon", type=float, default=None,
+              help="Fit the vital-sign generator with this epsilon (patient-level DP; > 0) "
+                   "instead of the spec's vitals.epsilon.")
 @click.option("--image-epochs", "image_epochs", type=click.IntRange(min=1), default=None,
               help="Override the spec's image-model training epochs.")
 @click.option("--progress/--no-progress", default=True, show_default=True,
               help="Progress bars (stderr) while training the generators.")
 def cases(spec: Path, out: Path, sources: Path | None, method: str | None,
-          epsilon: float | None, image_epochs: int | None, progress: bool) -> None:
+          epsilon: float | None, vitals_epsilon: float | None, image_epochs: int | None,
+          progress: bool) -> None:
     """Generate the spec's teaching cases: per case JSON, Markdown and HTML pages.
 
     The case table, vital signs and images come from generators fitted on the spec's real
@@ -53,7 +57,7 @@ def cases(spec: Path, out: Path, sources: Path | None, method: str | None,
     from secured_bio.education.spec import load_spec
 
     parsed = load_spec(spec, sources=sources, method=method, epsilon=epsilon,
-                       image_epochs=image_epochs)
+                       image_epochs=image_epochs, vitals_epsilon=vitals_epsilon)
     manifest = make_cases(parsed, out, progress=progress)
     priv = manifest["privacy"]["table"]
     auc = priv.get("membership_inference_auc")

@@ -100,6 +100,15 @@ SPEC_SCHEMA: dict[str, Any] = {
                                      "default": 0.3,
                                      "description": "real patients kept out of the fit, as "
                                                     "the membership attack's non-members"},
+                "epsilon": {"type": ["number", "null"], "exclusiveMinimum": 0,
+                            "default": None,
+                            "description": "fit the vital-sign generator with (epsilon, "
+                                           "delta)-differential privacy, patient-level "
+                                           "(secured_bio.telemetry.synthetic_dp); null: "
+                                           "exact aggregates, not differentially private"},
+                "delta": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1,
+                          "default": 1e-6,
+                          "description": "delta of the vitals DP guarantee (with epsilon)"},
             },
         },
         "images": {
@@ -238,9 +247,9 @@ def _has_vitals(folder: Path) -> bool:
 
 
 def with_overrides(raw: dict[str, Any], *, method: str | None = None,
-                   epsilon: float | None = None, image_epochs: int | None = None
-                   ) -> dict[str, Any]:
-    """Return a copy of a spec mapping with the table method/epsilon and image epochs set."""
+                   epsilon: float | None = None, image_epochs: int | None = None,
+                   vitals_epsilon: float | None = None) -> dict[str, Any]:
+    """Return a copy of a spec mapping with table method/epsilon, epochs, vitals epsilon set."""
     import copy
 
     out = copy.deepcopy(raw)
@@ -250,12 +259,15 @@ def with_overrides(raw: dict[str, Any], *, method: str | None = None,
         out.setdefault("table", {})["epsilon"] = float(epsilon)
     if image_epochs is not None:
         out.setdefault("images", {})["epochs"] = int(image_epochs)
+    if vitals_epsilon is not None:
+        out.setdefault("vitals", {})["epsilon"] = float(vitals_epsilon)
     return out
 
 
 def load_spec(path: str | os.PathLike[str], *, sources: str | os.PathLike[str] | None = None,
               method: str | None = None, epsilon: float | None = None,
-              image_epochs: int | None = None) -> EducationSpec:
+              image_epochs: int | None = None,
+              vitals_epsilon: float | None = None) -> EducationSpec:
     """Read and validate a YAML case spec, with optional overrides (see :func:`with_overrides`).
 
     Relative source paths start at ``sources`` when given, else at the spec's folder.
@@ -271,7 +283,7 @@ def load_spec(path: str | os.PathLike[str], *, sources: str | os.PathLike[str] |
         raise InputFileNotFoundError("sources folder not found", where=str(base),
                                      fix="pass an existing folder with --sources")
     raw = with_overrides(load_yaml(p, what="case spec"), method=method, epsilon=epsilon,
-                         image_epochs=image_epochs)
+                         image_epochs=image_epochs, vitals_epsilon=vitals_epsilon)
     return parse_spec(raw, base=base, where=str(p))
 
 
@@ -298,6 +310,7 @@ table:
   deterioration_column: sepsis     # "yes" -> the vitals carry a deterioration episode
 vitals:
   hours: 48
+  epsilon: null                    # e.g. 1.0: differentially private vitals generator
 images:
   epochs: 20
   label_names: {"0": low-grade tumour, "1": high-grade tumour}

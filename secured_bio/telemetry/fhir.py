@@ -41,6 +41,8 @@ VITALS: dict[str, _Vital] = {
 _BP_PANEL = ("85354-9", "Blood pressure panel with all children optional")
 _UCUM = "http://unitsofmeasure.org"
 _LOINC = "http://loinc.org"
+_ABSENT = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/data-absent-reason",
+                       "code": "unknown", "display": "Unknown"}]}
 _CATEGORY = {
     "coding": [{
         "system": "http://terminology.hl7.org/CodeSystem/observation-category",
@@ -116,15 +118,18 @@ class FhirBundleWriter:
             obs = self._observation(f"{pid}-{_SHORT[vital]}-{k}", pid, iso, coding)
             obs["valueQuantity"] = _quantity(v, spec)
             self._entry(obs)
-        if not math.isnan(vals["systolic_bp"]):
+        if not (math.isnan(vals["systolic_bp"]) and math.isnan(vals["diastolic_bp"])):
             obs = self._observation(
                 f"{pid}-bp-{k}", pid, iso,
                 [{"system": _LOINC, "code": _BP_PANEL[0], "display": _BP_PANEL[1]}],
             )
+            # One pressure missing: its component carries a dataAbsentReason (the FHIR
+            # blood-pressure profile requires both components).
             obs["component"] = [
                 {"code": {"coding": [{"system": _LOINC, "code": VITALS[c].loinc,
                                       "display": VITALS[c].display}]},
-                 "valueQuantity": _quantity(vals[c], VITALS[c])}
+                 **({"dataAbsentReason": _ABSENT} if math.isnan(vals[c])
+                    else {"valueQuantity": _quantity(vals[c], VITALS[c])})}
                 for c in ("systolic_bp", "diastolic_bp")
             ]
             self._entry(obs)

@@ -94,13 +94,22 @@ def _inside(path: Path, folder: Path) -> Path | None:
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="Most threads while training the report's models [default: all]; 1 is "
                    "often faster on a small or busy host.")
+@click.option("--epsilon", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Fit with (EPSILON, DELTA)-differential privacy, patient-level (add/remove "
+                   "one patient): per-patient contributions to every statistic are clipped and "
+                   "Gaussian noise from the OS CSPRNG is added (zCDP accounting over all "
+                   "statistics; see secured_bio.telemetry.synthetic_dp).  Without it the model "
+                   "is fitted on exact aggregates and is NOT differentially private.")
+@click.option("--delta", type=click.FloatRange(min=0, max=1, min_open=True, max_open=True),
+              default=None, help="Delta of the DP guarantee [default: 1e-6]; needs --epsilon.")
 @click.option("--plot", is_flag=True,
               help=f"Write OUT/plots/: the first {_N_PLOTS} synthetic patients' vital signs.")
 def vitals(input_path: Path | None, patients: Path | None, events: Path | None, n: int,
            out: Path, deterioration_fraction: float | None, age: str | None, hours: float,
            interval_minutes: int | None, seed: int, fhir: bool, model_out: Path | None,
            model_path: Path | None, report: Path | None, holdout: Path | None,
-           threads: int | None, plot: bool) -> None:
+           threads: int | None, epsilon: float | None, delta: float | None,
+           plot: bool) -> None:
     """Synthetic paediatric vital-sign trajectories, fitted on real telemonitoring data.
 
     \b
@@ -109,6 +118,8 @@ def vitals(input_path: Path | None, patients: Path | None, events: Path | None, 
     secured-bio synth vitals --model vitals_model.json --n 50 --out more/ --hours 24
     secured-bio synth vitals --in demo/site1 --n 100 --out s/ --report r.json \\
         --holdout demo/site3
+    secured-bio synth vitals --in demo/telemonitoring --n 200 --out dp/ --epsilon 1 \\
+        --report r.json --holdout demo/holdout
 
     \b
     Writes OUT/vitals.csv, OUT/patients.csv, OUT/events.csv (the layouts of
@@ -141,6 +152,14 @@ def vitals(input_path: Path | None, patients: Path | None, events: Path | None, 
                           expected="--in VITALS.csv with them, or --in DIR alone",
                           got="a folder for --in",
                           fix="drop them (the folder's own patients.csv/events.csv are used)")
+    if delta is not None and epsilon is None:
+        raise ConfigError("--delta needs --epsilon", where="--delta",
+                          expected="--epsilon E with --delta D", got="no --epsilon",
+                          fix="add --epsilon or drop --delta")
+    if epsilon is not None and model_path is not None:
+        raise ConfigError("--epsilon applies to fitting, not to a saved model", where="--epsilon",
+                          expected="--in with --epsilon (a DP fit)", got="--model",
+                          fix="drop --epsilon (a saved DP model keeps its guarantee) or refit")
     check_replaceable_dir(out, marker=_SUMMARY)
     extra = [p for p in (model_out, report) if p is not None]
     for p in extra:
@@ -157,7 +176,13 @@ def vitals(input_path: Path | None, patients: Path | None, events: Path | None, 
     else:
         assert real is not None
         t0 = time.perf_counter()
-        model = syn.fit_vitals_model(*real, seed=seed)
+        if epsilon is not None:
+            from secured_bio.telemetry.synthetic_dp import DEFAULT_DELTA, fit_vitals_model_dp
+
+            model = fit_vitals_model_dp(*real, epsilon=epsilon,
+                                        delta=delta if delta is not None else DEFAULT_DELTA)
+        else:
+            model = syn.fit_vitals_model(*real, seed=seed)
         timings["fit_seconds"] = round(time.perf_counter() - t0, 3)
     t0 = time.perf_counter()
     result = model.sample(n, ages=ages, deterioration=deterioration_fraction, hours=hours,
@@ -168,12 +193,16 @@ def vitals(input_path: Path | None, patients: Path | None, events: Path | None, 
         assert real is not None
         t0 = time.perf_counter()
         evaluation = syn.evaluate_vitals(real, result, holdout=holdout, seed=seed,
-                                         n_threads=threads)
+                                         n_threads=threads,
+                                         differential_privacy=model.differential_privacy)
         timings["evaluate_seconds"] = round(time.perf_counter() - t0, 3)
     summary = {
         "format": "secured_bio.synth_vitals_run", "format_version": 1,
         "input": str(input_path) if input_path is not None else None,
         "model": str(model_path) if model_path is not None else None,
+        "differential_privacy": (
+            {k: model.differential_privacy[k] for k in ("epsilon", "delta", "adjacency")}
+            if model.differential_privacy else "not differentially private"),
         "fitted_on": {"patients": model.n_patients, "deteriorating": model.n_deteriorating,
                       "measurements": model.n_measurements},
         "parameters": result.parameters,
@@ -201,9 +230,12 @@ def vitals(input_path: Path | None, patients: Path | None, events: Path | None, 
                 t.write_text(json.dumps(doc, indent=2, default=str) + "\n", encoding="utf-8")
     line = (f"wrote {summary['patients']} synthetic patients ({summary['deteriorating']} "
             f"deteriorating), {summary['measurements']} measurements -> {out}")
+    if model.differential_privacy:
+        dp = model.differential_privacy
+        line += f"; ({dp['epsilon']:g}, {dp['delta']:g})-DP"
     if evaluation is not None:
         u = evaluation["utility"]
-        if "auroc_tstr" in u:
+        if u.get("auroc_tstr") is not None:
             line += f"; AUROC TSTR {u['auroc_tstr']:.3f} vs TRTR {u['auroc_trtr']:.3f}"
         mia = evaluation["privacy"]["membership_inference"]
         if mia:

@@ -223,3 +223,24 @@ def test_make_cases__vitals_follow_each_case(source_with_vitals: Path, tmp_path:
     assert v["exact_copies"] == 0 and 0.0 <= v["membership_inference_auc"] <= 1.0
     assert m["vitals"]["utility"]["auroc_tstr"] is not None
     assert "held-out patients" in m["privacy"]["text"]
+
+
+def test_make_cases__dp_vitals_generator_reports_epsilon(source_with_vitals: Path,
+                                                         tmp_path: Path) -> None:
+    raw = table_spec()
+    raw["sources"]["vitals"] = "."
+    raw["vitals"] = {"hours": 24, "epsilon": 1.0}
+    out = tmp_path / "cases"
+    m = make_cases(parse_spec(raw, base=source_with_vitals), out)
+    v = m["privacy"]["vitals"]
+    assert v["differentially_private"] is True and v["epsilon"] == 1.0 and v["delta"] == 1e-6
+    assert "(1, 1e-06)-differential privacy (add/remove one patient)" in m["privacy"]["text"]
+    model = json.loads((out / "vitals" / "model.json").read_text())
+    assert model["differential_privacy"]["epsilon"] == 1.0
+    ev = json.loads((out / "privacy" / "vitals_evaluation.json").read_text())
+    assert ev["privacy"]["differential_privacy"]["adjacency"] == "add/remove one patient"
+    # the CLI flag overrides the spec key
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump(raw))
+    assert load_spec(spec, sources=source_with_vitals,
+                     vitals_epsilon=4.0).raw["vitals"]["epsilon"] == 4.0

@@ -20,7 +20,9 @@ Handling, documented so that nothing is lost silently (every drop is counted by 
   is given).  ``effectiveDateTime``, ``effectiveInstant`` or ``effectivePeriod.start`` is used.
 - **Status** ``entered-in-error`` and ``cancelled``: dropped (``status``); other R4 statuses kept.
 - **Not an Observation** (e.g. a Patient in the Bundle) or **not vital-signs category**: dropped
-  (``not_observation``, ``not_vital_signs``).
+  (``not_observation``, ``not_vital_signs``).  An Observation **without a category** is kept
+  when its LOINC code is a known vital sign (counted in ``without_category``: real exports
+  often omit the category) and dropped as ``not_vital_signs`` otherwise.
 - **Unknown LOINC code**: error naming the entry, or with ``skip_unknown`` dropped
   (``unknown_code``).  Known codes: those of ``data_specs/fhir.yaml`` (8867-4, 9279-1,
   59408-5, 2708-6, 8310-5, and the blood-pressure panel 85354-9 with components 8480-6 and
@@ -138,6 +140,11 @@ class IngestReport:
         ``{"unit -> canonical": n}`` of converted values.
     output
         The written file, if any.
+    without_category
+        FHIR Observations without a ``category`` accepted as vital signs because their
+        LOINC code is a vital sign's (one may still be dropped for another reason, counted
+        under that reason); those without a category and with another code are dropped as
+        ``not_vital_signs``.
 
     Examples
     --------
@@ -155,6 +162,7 @@ class IngestReport:
     out_of_order: int = 0
     converted: dict[str, int] = field(default_factory=dict)
     output: str | None = None
+    without_category: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-serialisable dict carrying the report format and version.
@@ -178,6 +186,7 @@ class IngestReport:
             "per_vital": {k: dict(v) for k, v in sorted(self.per_vital.items())},
             "out_of_order": self.out_of_order,
             "converted": dict(sorted(self.converted.items())),
+            "without_category": self.without_category,
         }
 
     def summary(self) -> str:
@@ -197,7 +206,9 @@ class IngestReport:
         drops = ", ".join(f"{k}: {v}" for k, v in sorted(self.dropped.items()))
         return (f"read {self.records_read} records ({self.input_format}), kept {self.kept} "
                 f"measurements, dropped {sum(self.dropped.values())}"
-                + (f" ({drops})" if drops else "") + f", {self.out_of_order} out of order")
+                + (f" ({drops})" if drops else "") + f", {self.out_of_order} out of order"
+                + (f", {self.without_category} without category (vital-sign code)"
+                   if self.without_category else ""))
 
     def _drop(self, reason: str, vital: str | None = None) -> None:
         self.dropped[reason] = self.dropped.get(reason, 0) + 1
@@ -374,14 +385,22 @@ class _Reader:
                               expected="one of " + ", ".join(self.rules["statuses"]),
                               got="a missing value" if status is None else "another value",
                               fix="set \"status\": \"final\"")
-        cat = self.rules["category"]
-        if not any(c.get("system") == cat["system"] and c.get("code") == cat["code"]
-                   for c in _codings(res.get("category"))):
-            self.report._drop("not_vital_signs")
-            return []
         codes = [c.get("code") for c in _codings(res.get("code"))
                  if c.get("system") == self.rules["code_system"]]
         code = next((c for c in codes if c in self.loinc or c in self.panels), None)
+        cat = self.rules["category"]
+        categories = _codings(res.get("category"))
+        if not categories:
+            # Real exports often omit the (optional, 0..*) category: a vital-sign LOINC code
+            # identifies the vital sign on its own, so keep it; any other code is dropped.
+            if code is None:
+                self.report._drop("not_vital_signs")
+                return []
+            self.report.without_category += 1
+        elif not any(c.get("system") == cat["system"] and c.get("code") == cat["code"]
+                     for c in categories):
+            self.report._drop("not_vital_signs")
+            return []
         if status in _DROP_STATUSES:  # withdrawn: dropped whatever else it holds
             vitals_dropped: list[str | None] = [None] if code is None else (
                 [self.loinc[code]] if code in self.loinc else list(self.panels[code].values()))

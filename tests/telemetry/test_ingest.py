@@ -405,3 +405,19 @@ def test_ingest_vitals__demo_csv_round_trips_byte_identical_rows(demo, tmp_path:
     ingest_vitals(demo.fhir_paths[0], a)
     ingest_vitals(demo.vitals_paths[0], b)
     assert a.read_text() == b.read_text()
+
+
+def test_read_vitals__vital_code_without_category_is_kept_and_counted(tmp_path: Path) -> None:
+    # Real exports often omit Observation.category: the LOINC code identifies the vital sign.
+    hr = obs("8867-4", 90)
+    del hr["category"]
+    pressure = bp(120, 80, time="2024-05-01T09:00:00+02:00")
+    del pressure["category"]
+    weight = obs("29463-7", 20, "kg", time="2024-05-01T10:00:00+02:00")
+    del weight["category"]
+    recs, rep = read_vitals(bundle(tmp_path, hr, pressure, weight))
+    assert len(recs) == 3
+    assert rep.kept == 3 and rep.without_category == 2
+    assert rep.dropped == {"not_vital_signs": 1}
+    assert rep.to_dict()["without_category"] == 2
+    assert "2 without category" in rep.summary()

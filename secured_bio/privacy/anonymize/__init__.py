@@ -5,6 +5,8 @@ hierarchies (:mod:`~secured_bio.privacy.anonymize.hierarchies`) and suppress rec
 k-anonymity, l-diversity and t-closeness hold (:mod:`~secured_bio.privacy.anonymize.models`),
 searching with Mondrian or an optimal lattice search
 (:mod:`~secured_bio.privacy.anonymize.search`); pycanon re-checks every release.
+:func:`group_audit` and :func:`target_auroc_by_group` audit a release for bias: which groups
+lose more records or more detail than the whole, and what that costs a model trained on it.
 
 Images: :func:`anonymize_nifti` clears identifying NIfTI header fields, extensions and
 sidecar keys, and optionally defaces structural head images with a quality check.
@@ -13,6 +15,11 @@ scrubs identifying header lines and suppresses rare variants; :func:`membership_
 measures what released allele frequencies reveal (Homer et al. 2008).
 """
 
+from secured_bio.privacy.anonymize.bias import (
+    group_audit,
+    release_group_audit,
+    target_auroc_by_group,
+)
 from secured_bio.privacy.anonymize.hierarchies import (
     Hierarchy,
     auto_hierarchy,
@@ -78,6 +85,9 @@ __all__ = [
     "load_hierarchies",
     "utility_metrics",
     "verify_with_pycanon",
+    "group_audit",
+    "release_group_audit",
+    "target_auroc_by_group",
     "Hierarchy",
     "auto_hierarchy",
     "interval_hierarchy",

@@ -70,11 +70,14 @@ class Anonymized:
         columns removed, other columns unchanged.
     report
         JSON-able report (format, method, transformation, privacy figures by us and by
-        pycanon, suppression, utility metrics, row counts).
+        pycanon, suppression, utility metrics, row counts, bias audit per group).
+    keep
+        Which input records are released (in the input's order); None if unknown.
     """
 
     table: pd.DataFrame
     report: dict[str, Any]
+    keep: NDArray[np.bool_] | None = None
 
 
 # ------------------------------------------------------------------------------- reading
@@ -387,6 +390,9 @@ def anonymize(
     drop: Sequence[str] = (),
     verify: bool = True,
     keep_unique: bool = False,
+    groups: Sequence[str] = (),
+    target: str | None = None,
+    seed: int = 0,
 ) -> Anonymized:
     """Generalize and suppress quasi-identifiers until the privacy models hold.
 
@@ -422,6 +428,17 @@ def anonymize(
         Release a non-numeric column that holds a distinct value in every row (an apparent
         direct identifier such as a patient ID) unchanged.  By default such a column that
         is neither a quasi-identifier, sensitive nor dropped is refused.
+    groups
+        Grouping columns of the bias audit, besides the sensitive column (e.g. ``sex``,
+        ``ethnicity``, ``site``).  The report's ``bias`` section gives, per group, the
+        suppressed share and mean NCP of its records and flags the groups that pay clearly
+        more than the whole (see :func:`secured_bio.privacy.anonymize.bias.group_audit`).
+    target
+        Binary outcome column: the bias audit then also gives the per-group AUROC of a
+        model trained on a release vs on the original records, tested on held-out original
+        records (see :func:`secured_bio.privacy.anonymize.bias.target_auroc_by_group`).
+    seed
+        Seed of the held-out split of the ``target`` evaluation.
 
     Returns
     -------
@@ -478,6 +495,14 @@ def anonymize(
         raise ConfigError("l-diversity and t-closeness need a sensitive column",
                           where="--sensitive", fix="give --sensitive COL")
     _check_columns(df, drop, "--drop")
+    groups = list(groups)
+    _check_columns(df, groups, "--groups")
+    if target is not None:
+        _check_columns(df, [target], "--target")
+        if target in qi or target in drop:
+            raise ConfigError("the target column is a quasi-identifier or dropped",
+                              where="--target", fix="choose an outcome column that is released "
+                              "unchanged (not in --qi or --drop)")
     if set(drop) & (set(qi) | {sensitive}):
         raise ConfigError("a dropped column is also a quasi-identifier or sensitive",
                           where="--drop", fix="drop only direct identifiers")
@@ -555,11 +580,40 @@ def anonymize(
     # returned (so never written).
     _require_models(models, report["achieved"], method)
     report["achieved"]["meets_request"] = True
+    report["bias"] = _bias(df, release, qi=qi, sensitive=sensitive, groups=groups,
+                           target=target, seed=seed, k=k, options=dict(
+                               sensitive=sensitive, l=l, l_kind=l_kind, c=c, t=t,
+                               hierarchies=hier, max_suppression=max_suppression,
+                               method=method, verify=False, keep_unique=True))
     report["elapsed_s"] = {"search": round(searched - started, 3),
                            "total": round(time.perf_counter() - started, 3)}
     logger.info("released %d of %d records in %d classes (method %s)", len(out), n,
                 report["utility"]["n_classes"], method)
-    return Anonymized(table=out, report=report)
+    return Anonymized(table=out, report=report, keep=np.asarray(release.keep, dtype=bool))
+
+
+def _bias(df: pd.DataFrame, release: Release, *, qi: Sequence[str], sensitive: str | None,
+          groups: Sequence[str], target: str | None, seed: int, k: int,
+          options: dict[str, Any]) -> dict[str, Any]:
+    """Build the report's ``bias`` section (see :mod:`secured_bio.privacy.anonymize.bias`)."""
+    from secured_bio.privacy.anonymize.bias import group_audit, target_auroc_by_group
+
+    columns = ([sensitive] if sensitive is not None else []) + list(groups)
+    audit = group_audit(df, keep=release.keep, loss=release.loss, columns=columns,
+                        qi=qi, k=k)
+    if target is not None:
+        def anonymizer(train: pd.DataFrame) -> Anonymized:
+            return anonymize(train, qi=qi, k=k, **options)
+
+        try:
+            audit["target"] = target_auroc_by_group(df, target=target, qi=qi,
+                                                    columns=columns, anonymizer=anonymizer,
+                                                    seed=seed)
+        except InputError as e:
+            # The training split (70% of the records) may admit no release at this k/l/t.
+            e.add_note("while anonymizing the training split of the --target evaluation")
+            raise
+    return audit
 
 
 def _transformation(release: Release, hier: Mapping[str, Hierarchy], qi: Sequence[str],

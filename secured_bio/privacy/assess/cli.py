@@ -90,6 +90,11 @@ def _pct(x: Any) -> str:
               help="Attacks per singling-out, linkability and inference evaluation.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
               help="Random seed of the attacks.")
+@click.option("--groups", default=None, metavar="COLS",
+              help="Bias audit: comma-separated grouping columns released unchanged (e.g. "
+                   "sex,ethnicity; --sensitive is added). Reports each group's suppressed share "
+                   "and information loss (NCP, estimated from the released labels) and warns "
+                   "about groups that pay clearly more than the whole.")
 @click.option("--report", "report_path", required=True,
               type=click.Path(dir_okay=False, path_type=Path), help="JSON report to write.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path),
@@ -97,7 +102,7 @@ def _pct(x: Any) -> str:
 def table(original: Path, released: Path, control: Path | None, external: Path | None, qi: str,
           sensitive: str | None, secret: str | None, id_column: str | None,
           population_size: int | None, threshold: float, n_attacks: int, seed: int,
-          report_path: Path, plot_path: Path | None) -> None:
+          groups: str | None, report_path: Path, plot_path: Path | None) -> None:
     """Re-identification risk of a released table, and attacks against it.
 
     \b
@@ -107,6 +112,7 @@ def table(original: Path, released: Path, control: Path | None, external: Path |
       linkage                            records linked uniquely (and correctly, with --id)
       singling_out, linkability, inference  anonymeter's method: main vs control rate,
                                          risk with 95% CI, or null with the reason
+      bias (with --groups)               per group: suppressed share, NCP, flags
     Prints one summary line; the report and chart are written only when complete.
     """
     from secured_bio._atomic import atomic_write
@@ -118,11 +124,22 @@ def table(original: Path, released: Path, control: Path | None, external: Path |
         tables["control"] = read_table(control, "control")
     if external is not None:
         tables["external"] = read_table(external, "external")
+    bias = None
+    if groups is not None:  # before the attacks: a bad --groups fails at once
+        from secured_bio.privacy.anonymize.bias import release_group_audit
+
+        names = [g.strip() for g in groups.split(",") if g.strip()]
+        qi_cols = [q.strip() for q in qi.split(",") if q.strip()]
+        bias = release_group_audit(
+            tables["original"], tables["released"], qi=qi_cols,
+            columns=([sensitive] if sensitive else []) + names)
     report = assess_table(tables["original"], tables["released"], qi=qi,
                           control=tables.get("control"), external=tables.get("external"),
                           sensitive=sensitive, secret=secret, id_column=id_column,
                           population_size=population_size, threshold=threshold,
                           n_attacks=n_attacks, seed=seed)
+    if bias is not None:
+        report["bias"] = bias
     report["inputs"] = {k: {"file": str(p), "rows": len(tables[k])}
                         for k, p in (("original", original), ("released", released),
                                      ("control", control), ("external", external))
@@ -143,3 +160,8 @@ def table(original: Path, released: Path, control: Path | None, external: Path |
         f"{_pct(report['linkability']['risk'])}, inference {_pct(report['inference']['risk'])}"
         f" -> {report_path}" + (f", {plot_path}" if plot_path else "")
     )
+    if "bias" in report:
+        from secured_bio.privacy.anonymize.bias import summary_lines
+
+        for line in summary_lines(report["bias"]):
+            click.echo(line, err=True)

@@ -67,10 +67,13 @@ import numpy as np
 
 from secured_bio.errors import ConfigError, InputError
 from secured_bio.privacy.dp_random import DPRandom
-from secured_bio.privacy.federated.task import FederatedTask, SiteData, TrainResult
+from secured_bio.privacy.federated.data import TrainResult
 
 if TYPE_CHECKING:
     import torch
+
+    from secured_bio.privacy.federated.data import SiteData
+    from secured_bio.privacy.federated.task import FederatedTask
 
 __all__ = ["train_dpsgd", "dpsgd_plan", "dpsgd_epsilon", "LOCAL_DP_ACCOUNTANT", "RDP_ALPHAS"]
 

@@ -255,3 +255,19 @@ def test_dpsgd_plan__bad_counts_raise(kwargs, match):
 def test_dpsgd_epsilon__non_positive_noise_raises():
     with pytest.raises(ConfigError, match="noise multiplier must be positive"):
         dpsgd_epsilon(0.0, delta=1e-5, sample_rate=0.5, steps=3)
+
+
+def test_dpsgd__does_not_import_the_task_module_at_run_time() -> None:
+    # task.py imports dpsgd (lazily, in train_private); dpsgd must not import task back.
+    import ast
+    import inspect
+
+    import secured_bio.privacy.federated.dpsgd as dpsgd_module
+
+    tree = ast.parse(inspect.getsource(dpsgd_module))
+    type_only = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If)
+                 and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING"
+                 for n in ast.walk(node)}
+    runtime = [n.module for n in ast.walk(tree)
+               if isinstance(n, ast.ImportFrom) and id(n) not in type_only]
+    assert "secured_bio.privacy.federated.task" not in runtime

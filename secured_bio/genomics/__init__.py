@@ -1,8 +1,9 @@
 """Genomics: VCF/BCF ingest into a versioned zarr genotype store, QC, association tests.
 
 - :func:`ingest_vcf` streams a VCF/BCF into a chunked, compressed zarr v3 store
-  (format ``secured_bio.genotypes``); :func:`open_genotypes` reads it back (or ingests a
-  VCF on the fly) as a :class:`GenotypeStore` that yields dosage chunks.
+  (format ``secured_bio.genotypes``), :func:`ingest_pgen` a PLINK 2 ``.pgen`` fileset;
+  :func:`open_genotypes` reads it back (or ingests a VCF on the fly) as a
+  :class:`GenotypeStore` that yields dosage chunks.
 - :func:`qc_stats`, :func:`qc_filter`, :func:`write_qc_reports` and
   :func:`write_qc_filter` compute per-variant and per-sample QC equal to
   ``plink2 --freq --hardy --missing --het``, with threshold filters;
@@ -20,6 +21,7 @@ the association names below are loaded on first access.
 from typing import Any
 
 from secured_bio.genomics.ingest import MULTIALLELIC_MODES, IngestReport, ingest_vcf
+from secured_bio.genomics.pgen import ingest_pgen
 from secured_bio.genomics.qc import (
     QCFilter,
     QCStats,
@@ -104,6 +106,7 @@ __all__ = [
     # ingest
     "IngestReport",
     "ingest_vcf",
+    "ingest_pgen",
     "MULTIALLELIC_MODES",
     # qc
     "QCStats",

@@ -18,17 +18,21 @@ _FRACTION = click.FloatRange(0.0, 1.0)
 
 @click.group()
 def genomics() -> None:
-    """Genotype data: ingest VCF/BCF into a zarr store, and QC equal to plink2's.
+    """Genotype data: ingest VCF/BCF or PLINK 2 .pgen into a zarr store, and QC equal to plink2's.
 
     \b
     secured-bio genomics ingest --vcf site1.vcf.gz --out site1.zarr
+    secured-bio genomics ingest --pgen site2 --out site2.zarr
     secured-bio genomics qc --zarr site1.zarr --out qc/site1 --min-call-rate 0.98
     """
 
 
 @genomics.command()
-@click.option("--vcf", "vcf", required=True, type=click.Path(path_type=Path),
+@click.option("--vcf", "vcf", type=click.Path(path_type=Path),
               help="VCF (plain, bgzipped or gzipped) or BCF file.")
+@click.option("--pgen", "pgen", type=click.Path(path_type=Path), metavar="PREFIX",
+              help="Or a PLINK 2 fileset: PREFIX.pgen/.pvar/.psam (hard calls; "
+                   "a path ending in .pgen works too).")
 @click.option("--out", "out", required=True, type=click.Path(path_type=Path),
               help="Store folder to write (e.g. site1.zarr); replaced only when complete.")
 @click.option("--chunk-size", type=click.IntRange(min=1), default=None,
@@ -39,18 +43,36 @@ def genomics() -> None:
               show_default=True,
               help="split: one biallelic variant per ALT (as bcftools norm -m-any); skip: drop.")
 @click.option("--region", default=None, metavar="CONTIG[:START-END]",
-              help="Read only this region through the .tbi/.csi index.")
-def ingest(vcf: Path, out: Path, chunk_size: int | None, multiallelic: str, region: str | None
-           ) -> None:
-    """Stream a VCF/BCF into a chunked, compressed zarr v3 genotype store.
+              help="Read only this region through the .tbi/.csi index (VCF/BCF only).")
+def ingest(vcf: Path | None, pgen: Path | None, out: Path, chunk_size: int | None,
+           multiallelic: str, region: str | None) -> None:
+    """Stream a VCF/BCF or a PLINK 2 .pgen fileset into a chunked, compressed zarr v3 store.
 
     Prints one line: samples, variants, and how many multi-allelic records were split or
     skipped. Missing, phased, haploid and half-missing calls are kept as they are.
+    A --vcf path ending in .pgen is read as a PLINK 2 fileset.
     """
-    from secured_bio.genomics.ingest import ingest_vcf
+    from secured_bio.errors import ConfigError
 
-    report = ingest_vcf(vcf, out, chunk_size=chunk_size, multiallelic=multiallelic,
-                        region=region)
+    if vcf is not None and pgen is None and vcf.name.lower().endswith(".pgen"):
+        vcf, pgen = None, vcf  # detected by extension
+    if (vcf is None) == (pgen is None):
+        raise ConfigError("give exactly one genotype input", where="--vcf/--pgen",
+                          expected="--vcf FILE or --pgen PREFIX",
+                          got="both" if vcf is not None else "none")
+    if pgen is not None:
+        if region is not None:
+            raise ConfigError("--region applies to VCF/BCF input only", where="--region",
+                              fix="drop --region, or subset first with plink2 --chr/--from-bp")
+        from secured_bio.genomics.pgen import ingest_pgen
+
+        report = ingest_pgen(pgen, out, chunk_size=chunk_size, multiallelic=multiallelic)
+    else:
+        from secured_bio.genomics.ingest import ingest_vcf
+
+        assert vcf is not None
+        report = ingest_vcf(vcf, out, chunk_size=chunk_size, multiallelic=multiallelic,
+                            region=region)
     click.echo(report.summary())
 
 

@@ -27,6 +27,7 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from secured_bio.errors import ConfigError, InputFileNotFoundError
+from secured_bio.genomics._options import check_options
 
 if TYPE_CHECKING:
     from secured_bio.genomics.store import GenotypeStore
@@ -116,57 +117,6 @@ def _principal_components(store: GenotypeStore, k: int, chunk_size: int) -> NDAr
     return result.scores
 
 
-def _check_test(test: str) -> None:
-    from secured_bio.genomics import sumstats
-
-    if test not in sumstats.TESTS:
-        from secured_bio.errors import did_you_mean
-
-        raise ConfigError("unknown association test", where="--test",
-                          expected="one of " + ", ".join(sumstats.TESTS), got=repr(test),
-                          fix=did_you_mean(str(test), sumstats.TESTS) or "pick one of the tests")
-
-
-def _check_options(
-    test: str, *, pheno: str | os.PathLike[str], covar: str | os.PathLike[str] | None,
-    covar_names: Sequence[str] | None, pcs: int, firth: object, chunk_size: int | None,
-) -> None:
-    """Check the options of :func:`run_gwas` and of the secure GWAS before any work.
-
-    ``chunk_size`` None means the default.  Raises ConfigError (bad or clashing options)
-    or InputFileNotFoundError (a missing phenotype or covariate file).
-    """
-    _check_test(test)
-    if firth not in (True, False, "fallback"):
-        raise ConfigError("unknown Firth mode", where="--firth",
-                          expected="True, False or 'fallback'", got=repr(firth))
-    if firth and test != "logistic":
-        raise ConfigError("Firth regression applies to the logistic test only",
-                          where="--firth", got=f"--test {test}",
-                          fix="drop --firth or use --test logistic")
-    if test in ("allelic", "trend") and (covar is not None or pcs):
-        raise ConfigError(
-            f"the {test} test does not use covariates", where="--covar/--pcs",
-            fix="drop --covar and --pcs, or use --test logistic to adjust for covariates",
-        )
-    if covar_names is not None and covar is None:
-        raise ConfigError("--covar-name needs --covar", where="--covar-name",
-                          fix="give the covariate file with --covar")
-    if not isinstance(pcs, int) or isinstance(pcs, bool) or pcs < 0:
-        raise ConfigError("invalid number of principal components", where="--pcs",
-                          expected="an integer >= 0", got=repr(pcs))
-    if chunk_size is not None and (not isinstance(chunk_size, int)
-                                   or isinstance(chunk_size, bool) or chunk_size < 1):
-        raise ConfigError("invalid chunk size", where="--chunk-size",
-                          expected="an integer >= 1", got=repr(chunk_size))
-    for path, option in ((pheno, "--pheno"), (covar, "--covar")):
-        if path is not None and not Path(path).is_file():
-            raise InputFileNotFoundError(
-                f"{option[2:]} file not found", where=str(path), expected="an existing file",
-                fix=f"check the path given to {option}",
-            )
-
-
 def run_gwas(
     *,
     vcf: str | os.PathLike[str] | None = None,
@@ -228,7 +178,7 @@ def run_gwas(
             "give exactly one genotype input", where="--vcf/--zarr",
             expected="--vcf FILE or --zarr STORE", got="both" if vcf is not None else "none",
         )
-    _check_options(test, pheno=pheno, covar=covar, covar_names=covar_names, pcs=pcs,
+    check_options(test, pheno=pheno, covar=covar, covar_names=covar_names, pcs=pcs,
                    firth=firth, chunk_size=chunk_size)
     chunk_size = _DEFAULT_CHUNK if chunk_size is None else chunk_size
 

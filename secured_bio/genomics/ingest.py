@@ -61,7 +61,7 @@ from secured_bio.errors import (
     SecuredBioError,
     did_you_mean,
 )
-from secured_bio.genomics.store import (
+from secured_bio.genomics._writer import (
     FILL_ALLELE,
     MISSING_ALLELE,
     _is_our_store,

@@ -132,6 +132,7 @@ from secured_bio.errors import (
     SchemaError,
     SecuredBioError,
 )
+from secured_bio.genomics._options import check_options, check_test
 from secured_bio.privacy.smpc import (
     LinkConfig,
     ProtocolStats,
@@ -267,7 +268,7 @@ def reveal_set(
     >>> "crossprod" in reveal_set("linear"), "gradient" in reveal_set("logistic")
     (True, True)
     """
-    _check_test(test)
+    check_test(test)
     out = dict(_COMMON_REVEAL)
     if test == "linear" or covariates or pcs:
         out.update(_STANDARDISE_REVEAL)
@@ -277,12 +278,6 @@ def reveal_set(
     if intersect:
         out.update(_INTERSECT_REVEAL)
     return out
-
-
-def _check_test(test: str) -> None:
-    from secured_bio.genomics.gwas_cli import _check_test as check
-
-    check(test)
 
 
 # ------------------------------------------------------------------------------- options
@@ -1293,9 +1288,7 @@ def _validate(
     covar_names: Sequence[str] | None, pcs: int, firth: FirthMode,
     chunk_size: int | None,
 ) -> None:
-    from secured_bio.genomics.gwas_cli import _check_options
-
-    _check_options(test, pheno=pheno, covar=covar, covar_names=covar_names, pcs=pcs,
+    check_options(test, pheno=pheno, covar=covar, covar_names=covar_names, pcs=pcs,
                    firth=firth, chunk_size=chunk_size)
 
 

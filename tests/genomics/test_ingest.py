@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from secured_bio.cli import main
 from secured_bio.errors import ConfigError, FormatError, InputFileNotFoundError, SchemaError
 from secured_bio.genomics import IngestReport, ingest_vcf, open_genotypes
+from secured_bio.genomics import _writer as writer_module
 from secured_bio.genomics import ingest as ingest_module
 from secured_bio.genomics import store as store_module
 from secured_bio.testing import simulate_genotypes
@@ -215,7 +216,8 @@ def test_ingest__chunk_size_bounds_memory_and_not_values(tmp_path, monkeypatch):
 
 def test_ingest__default_chunk_bounded_by_bytes_not_samples(tmp_path, monkeypatch):
     # With a 1 KiB budget, 5 samples x 8 bytes allow 25 variants per chunk, but never < 64.
-    monkeypatch.setattr(store_module, "CHUNK_TARGET_BYTES", 64 * 8 * 5 * 2)
+    # The format constants live in _writer (store re-exports them); patch them there.
+    monkeypatch.setattr(writer_module, "CHUNK_TARGET_BYTES", 64 * 8 * 5 * 2)
     assert store_module.auto_chunk_size(5) == 128
     assert store_module.auto_chunk_size(10**6) == 64
     vcf = write_vcf(tmp_path / "c.vcf", [f"s{i}" for i in range(5)], _simple_records(200, 5))

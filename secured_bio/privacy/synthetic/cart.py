@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from secured_bio.privacy.synthetic.conditions import Condition
+from secured_bio.privacy.synthetic.conditions import Condition, rejection_sample
 from secured_bio.privacy.synthetic.schema import Variable
 
 __all__ = ["CartModel", "DEFAULT_MIN_LEAF", "SMOOTHING"]
@@ -180,19 +180,6 @@ class CartModel:
         """Draw ``n`` rows meeting every condition; info counts rejection vs forced rows."""
         if not conds:
             return self._draw(n, rng, {}), {}
-        from secured_bio.privacy.synthetic.tabular import _satisfies
-
-        kept: list[np.ndarray] = []
-        have = 0
-        for _ in range(_REJECTION_ROUNDS):
-            x = self._draw(max(4 * (n - have), 1000), rng, {})
-            ok = _satisfies(x, conds)
-            kept.append(x[ok])
-            have += int(ok.sum())
-            if have >= n:
-                break
-        rows = np.concatenate(kept)[:n]
-        missing = n - rows.shape[0]
-        if missing:
-            rows = np.concatenate([rows, self._draw(missing, rng, conds)])
-        return rows, {"rejection_rows": n - missing, "fallback_rows": missing}
+        return rejection_sample(lambda m: self._draw(m, rng, {}),
+                                lambda m: self._draw(m, rng, conds), n, conds,
+                                rounds=_REJECTION_ROUNDS)

@@ -16,7 +16,7 @@ condition; :func:`check_conditions` verifies this on the decoded text before any
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -36,6 +36,8 @@ __all__ = [
     "condition_mask",
     "check_conditions",
     "sample_truncated_normal",
+    "satisfies",
+    "rejection_sample",
 ]
 
 
@@ -339,3 +341,40 @@ def _gibbs(mean: np.ndarray, cov: np.ndarray, lo: np.ndarray, hi: np.ndarray,
             x[:, j] = np.clip(truncnorm.rvs(a, b, loc=mu, scale=s, random_state=rng),
                               lo[j], hi[j])
     return x
+
+
+def satisfies(x: np.ndarray, conds: dict[int, Condition]) -> np.ndarray:
+    """Return a boolean mask of the rows of encoded table ``x`` that meet every condition."""
+    ok = np.ones(x.shape[0], dtype=bool)
+    for j, cond in conds.items():
+        if cond.codes:
+            ok &= np.isin(np.rint(x[:, j]), np.array(cond.codes, dtype=float))
+        else:
+            ok &= (x[:, j] >= cond.low) & (x[:, j] <= cond.high)
+    return ok
+
+
+def rejection_sample(draw: Callable[[int], np.ndarray], fallback: Callable[[int], np.ndarray],
+                     n: int, conds: dict[int, Condition], *, rounds: int
+                     ) -> tuple[np.ndarray, dict[str, int]]:
+    """Draw ``n`` rows meeting ``conds``: rejection sampling, then ``fallback`` for the rest.
+
+    ``draw(m)`` returns ``m`` unconditional rows; ``fallback(m)`` returns ``m`` rows that meet
+    the conditions by construction (a generator's own conditional path).  The info dict counts
+    rows of each kind (the reports' ``conditional_sampling``).
+    """
+    kept: list[np.ndarray] = []
+    have = 0
+    for _ in range(rounds):
+        x = draw(max(4 * (n - have), 1000))
+        ok = satisfies(x, conds)
+        kept.append(x[ok])
+        have += int(ok.sum())
+        if have >= n:
+            break
+    rows = np.concatenate(kept)[:n]
+    missing = n - rows.shape[0]
+    if missing:
+        rows = np.concatenate([rows, fallback(missing)])
+    return rows, {"rejection_rows": n - missing, "fallback_rows": missing}
+

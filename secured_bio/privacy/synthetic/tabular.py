@@ -76,8 +76,10 @@ from secured_bio.privacy.dp_random import DPRandom
 from secured_bio.privacy.synthetic.conditions import (
     Condition,
     check_conditions,
+    rejection_sample,
     resolve_conditions,
     sample_truncated_normal,
+    satisfies,
 )
 from secured_bio.privacy.synthetic.schema import TableSchema, Variable, infer_schema
 
@@ -370,27 +372,15 @@ class _TVAEModel:
                ) -> tuple[np.ndarray, dict[str, int]]:
         if not conds:
             return self._draw(n, rng), {}
-        kept: list[np.ndarray] = []
-        have = 0
-        for _ in range(20):  # rejection sampling
-            x = self._draw(max(4 * (n - have), 1000), rng)
-            ok = _satisfies(x, conds)
-            kept.append(x[ok])
-            have += int(ok.sum())
-            if have >= n:
-                break
-        rows = np.concatenate(kept)[:n]
-        missing = n - rows.shape[0]
-        if missing:
-            rows = np.concatenate([rows, self._fallback(missing, conds, rng)])
-        return rows, {"rejection_rows": n - missing, "fallback_rows": missing}
+        return rejection_sample(lambda m: self._draw(m, rng),
+                                lambda m: self._fallback(m, conds, rng), n, conds, rounds=20)
 
     def _fallback(self, n: int, conds: dict[int, Condition], rng: np.random.Generator
                   ) -> np.ndarray:
         """Decode latent codes of training rows that satisfy the conditions."""
         import torch
 
-        match = np.flatnonzero(_satisfies(self.x_train, conds))
+        match = np.flatnonzero(satisfies(self.x_train, conds))
         if match.size == 0:
             return self._draw(n, rng)
         pick = rng.choice(match, size=n)
@@ -400,16 +390,6 @@ class _TVAEModel:
             noise = torch.as_tensor(rng.standard_normal(mu.shape), dtype=torch.float32)
             z = mu + noise * torch.exp(0.5 * logvar)
         return self._decode(z, rng)
-
-
-def _satisfies(x: np.ndarray, conds: dict[int, Condition]) -> np.ndarray:
-    ok = np.ones(x.shape[0], dtype=bool)
-    for j, cond in conds.items():
-        if cond.codes:
-            ok &= np.isin(np.rint(x[:, j]), np.array(cond.codes, dtype=float))
-        else:
-            ok &= (x[:, j] >= cond.low) & (x[:, j] <= cond.high)
-    return ok
 
 
 class _MSTModel:

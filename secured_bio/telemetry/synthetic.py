@@ -819,6 +819,23 @@ def _plateau_bin(edges: Sequence[float]) -> int:
     return k
 
 
+def _age_z(v: pd.DataFrame, patients: pd.DataFrame) -> np.ndarray:
+    """Each measurement as a z-score against the age norm of its patient (one per row)."""
+    ages = patients["age_years"].reindex(v["patient_id"]).to_numpy(dtype=float)
+    # Age norms per row (vectorised over the distinct ages).
+    uniq_age, inv = np.unique(ages, return_inverse=True)
+    norms = [vital_norms(a) for a in uniq_age]
+    vit = v["vital"].to_numpy()
+    med = np.empty(len(v))
+    sd = np.empty(len(v))
+    for name in _VITALS:
+        m = vit == name
+        table = np.array([nm[name] for nm in norms]).reshape(-1, 2)
+        med[m] = table[inv[m], 0]
+        sd[m] = table[inv[m], 1]
+    return (v["value"].to_numpy(dtype=float) - med) / sd
+
+
 def fit_vitals_model(
     vitals: str | os.PathLike[str] | pd.DataFrame,
     patients: str | os.PathLike[str] | pd.DataFrame,
@@ -873,19 +890,8 @@ def fit_vitals_model(
     if n_pat < MIN_PATIENTS:
         raise _too_few("patients", where, f">= {MIN_PATIENTS} patients with vital signs",
                        f"{n_pat}")
-    ages = fr.patients["age_years"].reindex(v["patient_id"]).to_numpy(dtype=float)
-    # Age norms per row (vectorised over the distinct ages).
-    uniq_age, inv = np.unique(ages, return_inverse=True)
-    norms = [vital_norms(a) for a in uniq_age]
+    z = _age_z(v, fr.patients)
     vit = v["vital"].to_numpy()
-    med = np.empty(len(v))
-    sd = np.empty(len(v))
-    for name in _VITALS:
-        m = vit == name
-        table = np.array([nm[name] for nm in norms]).reshape(-1, 2)
-        med[m] = table[inv[m], 0]
-        sd[m] = table[inv[m], 1]
-    z = (v["value"].to_numpy(dtype=float) - med) / sd
     t_us = v["time_us"].to_numpy(dtype=np.int64)
     pid = v["patient_id"].to_numpy()
     # Hours since the patient's first measurement, and the local clock hour.

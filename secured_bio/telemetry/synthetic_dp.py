@@ -75,7 +75,6 @@ import pandas as pd
 from secured_bio.errors import ConfigError
 from secured_bio.privacy.dp_random import DPRandom
 from secured_bio.telemetry import synthetic as _syn
-from secured_bio.telemetry.norms import vital_norms
 
 __all__ = [
     "ADJACENCY",
@@ -181,17 +180,8 @@ def _prepare(vitals: Any, patients: Any, events: Any) -> _Prep:
     if n_pat < _syn.MIN_PATIENTS:
         raise _syn._too_few("patients", where, f">= {_syn.MIN_PATIENTS} patients with vital "
                             "signs", f"{n_pat}")
-    ages = fr.patients["age_years"].reindex(v["patient_id"]).to_numpy(dtype=float)
-    uniq_age, inv = np.unique(ages, return_inverse=True)
-    norms = [vital_norms(a) for a in uniq_age]
+    z = np.clip(_syn._age_z(v, fr.patients), -Z_CLAMP, Z_CLAMP)
     vit = v["vital"].to_numpy()
-    med = np.empty(len(v))
-    sd = np.empty(len(v))
-    for name in _VITALS:
-        m = vit == name
-        table = np.array([nm[name] for nm in norms]).reshape(-1, 2)
-        med[m], sd[m] = table[inv[m], 0], table[inv[m], 1]
-    z = np.clip((v["value"].to_numpy(dtype=float) - med) / sd, -Z_CLAMP, Z_CLAMP)
     t_us = v["time_us"].to_numpy(dtype=np.int64)
     pid = v["patient_id"].to_numpy().astype(str)
     first = v.groupby("patient_id")["time_us"].transform("min").to_numpy(dtype=np.int64)

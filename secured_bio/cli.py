@@ -38,6 +38,7 @@ LAZY_GROUPS = {
     "synth": "secured_bio.privacy.synthetic.cli:synth",
     "education": "secured_bio.education.cli:education",
     "smpc": "secured_bio.privacy.smpc.cli:smpc",
+    "hub": "secured_bio.hub.cli:hub",
 }
 
 

@@ -1,0 +1,1 @@
+"""The Innohub: data discovery, access requests and jobs across sites (docs/hub_design.md)."""

@@ -1,0 +1,181 @@
+"""``secured-bio hub``: serve the Innohub, run a site agent, the demo, audit checks, accounts."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from secured_bio.errors import ConfigError
+
+__all__ = ["hub"]
+
+
+@click.group()
+def hub() -> None:
+    """The Innohub: catalogue, access requests, jobs at the sites, privacy passports.
+
+    \b
+    secured-bio hub demo                  hub + 3 site agents + demo users, on :8400
+    secured-bio hub serve --db URL        the hub alone (SQLite file by default)
+    secured-bio hub add-site NAME         register a site; prints its agent token once
+    secured-bio hub agent --hub URL ...   run a site's agent (outbound connections only)
+    secured-bio hub verify-audit          check the audit log's hash chain
+    """
+
+
+def _db_option(fn: object) -> object:
+    return click.option(
+        "--db", default=None, metavar="URL",
+        help="Database URL (default: sqlite:///DATA_DIR/hub.db). PostgreSQL: "
+        "postgresql+psycopg://USER:PASSWORD@HOST:5432/DB.")(fn)  # type: ignore[arg-type]
+
+
+def _data_dir_option(fn: object) -> object:
+    return click.option(
+        "--data-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("hub-data"),
+        show_default=True,
+        help="Folder for the SQLite database, released artifacts and the hub's secret.",
+    )(fn)  # type: ignore[arg-type]
+
+
+def _settings(db: str | None, data_dir: Path, **extra: object) -> object:
+    from secured_bio.hub.settings import HubSettings
+
+    kwargs = {"data_dir": data_dir, **extra}
+    if db:
+        kwargs["db"] = db
+    return HubSettings(**kwargs)  # type: ignore[arg-type]
+
+
+def _export(settings: object) -> None:
+    """Put the settings into the environment so every uvicorn worker builds the same app."""
+    from secured_bio.hub.settings import HubSettings
+
+    assert isinstance(settings, HubSettings)
+    os.environ["SECURED_BIO_HUB_DATA_DIR"] = str(settings.data_dir.resolve())
+    if settings.db:
+        os.environ["SECURED_BIO_HUB_DB"] = settings.db
+    os.environ["SECURED_BIO_HUB_HOST"] = settings.host
+    os.environ["SECURED_BIO_HUB_PORT"] = str(settings.port)
+
+
+@hub.command("serve")
+@_db_option
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Interface to listen on (0.0.0.0: all; then put TLS in front).")
+@click.option("--port", type=click.IntRange(1, 65535), default=8400, show_default=True)
+@_data_dir_option
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="uvicorn worker processes (the app keeps no state outside the database).")
+def serve(db: str | None, host: str, port: int, data_dir: Path, workers: int) -> None:
+    """Serve the hub (web pages and REST API at /api/v1; OpenAPI at /api/v1/openapi.json)."""
+    import uvicorn
+
+    from secured_bio.hub.app import create_app
+    from secured_bio.hub.db import make_engine, migrate
+
+    settings = _settings(db, data_dir, host=host, port=port)
+    migrate(make_engine(settings.db_url))  # type: ignore[attr-defined]
+    _export(settings)
+    click.echo(f"Innohub on http://{host}:{port} (database: "
+               f"{'PostgreSQL' if db and db.startswith('postgres') else 'SQLite'})", err=True)
+    if workers == 1:
+        uvicorn.run(create_app(settings), host=host, port=port,  # type: ignore[arg-type]
+                    log_level="warning")
+    else:
+        uvicorn.run("secured_bio.hub.app:create_app", factory=True, host=host, port=port,
+                    workers=workers, log_level="warning")
+
+
+@hub.command("add-site")
+@click.argument("name")
+@_db_option
+@_data_dir_option
+@click.option("--title", default="", help="Display name (e.g. the hospital's name).")
+@click.option("--token-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the agent token here (mode 0600) instead of printing it.")
+def add_site(name: str, db: str | None, data_dir: Path, title: str,
+             token_file: Path | None) -> None:
+    """Register site NAME and issue its agent token (shown once; stored hashed)."""
+    from secured_bio.hub.services.accounts import create_site
+
+    with _session(db, data_dir) as s:
+        _, token = create_site(s, name, title=title, actor="cli")
+    _emit_token(token, token_file, name)
+
+
+def _emit_token(token: str, token_file: Path | None, name: str) -> None:
+    if token_file is None:
+        click.echo(token)
+        return
+    token_file.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token + "\n")
+    click.echo(f"agent token of site {name} written to {token_file}", err=True)
+
+
+@hub.command("add-user")
+@click.argument("username")
+@click.option("--role", required=True,
+              type=click.Choice(["admin", "researcher", "committee", "steward"]))
+@click.option("--site", help="The steward's site.")
+@_db_option
+@_data_dir_option
+@click.password_option(envvar="SECURED_BIO_HUB_NEW_PASSWORD",
+                       help="Password (asked for; or SECURED_BIO_HUB_NEW_PASSWORD).")
+def add_user(username: str, role: str, site: str | None, db: str | None, data_dir: Path,
+             password: str) -> None:
+    """Create a user account (argon2id-hashed password)."""
+    from secured_bio.hub.services.accounts import create_user
+
+    with _session(db, data_dir) as s:
+        create_user(s, username, password, role, site=site, actor="cli")
+    click.echo(f"user {username} ({role}) created", err=True)
+
+
+@hub.command("verify-audit")
+@_db_option
+@_data_dir_option
+def verify_audit(db: str | None, data_dir: Path) -> None:
+    """Recompute the audit log's hash chain; exit 1 at the first edited, missing or inserted
+    event.  Keep the printed head hash elsewhere to detect a rewritten chain later.
+    """
+    from secured_bio.errors import ProtocolError
+    from secured_bio.hub.services.audit import verify_chain
+
+    with _session(db, data_dir, create=False) as s:
+        report = verify_chain(s)
+    if not report.ok:
+        raise ProtocolError(f"the audit log does not verify: {report.reason}",
+                            where=f"event {report.first_bad}",
+                            fix="restore the database from a backup and investigate who "
+                            "changed it")
+    click.echo(f"audit log OK: {report.events} events, head {report.head_hash}")
+
+
+def _session(db: str | None, data_dir: Path, *, create: bool = True) -> object:
+    from secured_bio.hub.db import make_engine, make_sessionmaker, migrate, session_scope
+
+    settings = _settings(db, data_dir)
+    if not create and not db and not (data_dir / "hub.db").is_file():
+        raise ConfigError("no hub database here", where=f"--data-dir {data_dir}",
+                          fix="give the hub's --data-dir or --db URL")
+    if not db:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.db_url)  # type: ignore[attr-defined]
+    migrate(engine)
+    return session_scope(make_sessionmaker(engine))
+
+
+def _register_agent() -> None:
+    try:
+        from secured_bio.hub.agent.command import agent
+    except ImportError:  # pragma: no cover - the agent package is part of the hub
+        return
+    hub.add_command(agent, "agent")
+
+
+_register_agent()

@@ -3,18 +3,28 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from secured_bio.errors import ConfigError
 
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from secured_bio.hub.settings import HubSettings
+
 __all__ = ["hub"]
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 @click.group()
 def hub() -> None:
-    """The Innohub: catalogue, access requests, jobs at the sites, privacy passports.
+    """Return the Innohub: catalogue, access requests, jobs at the sites, privacy passports.
 
     \b
     secured-bio hub demo                  hub + 3 site agents + demo users, on :8400
@@ -25,35 +35,32 @@ def hub() -> None:
     """
 
 
-def _db_option(fn: object) -> object:
+def _db_option(fn: F) -> F:
     return click.option(
         "--db", default=None, metavar="URL",
         help="Database URL (default: sqlite:///DATA_DIR/hub.db). PostgreSQL: "
-        "postgresql+psycopg://USER:PASSWORD@HOST:5432/DB.")(fn)  # type: ignore[arg-type]
+        "postgresql+psycopg://USER:PASSWORD@HOST:5432/DB.")(fn)
 
 
-def _data_dir_option(fn: object) -> object:
+def _data_dir_option(fn: F) -> F:
     return click.option(
         "--data-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("hub-data"),
         show_default=True,
         help="Folder for the SQLite database, released artifacts and the hub's secret.",
-    )(fn)  # type: ignore[arg-type]
+    )(fn)
 
 
-def _settings(db: str | None, data_dir: Path, **extra: object) -> object:
+def _settings(db: str | None, data_dir: Path, **extra: Any) -> HubSettings:
     from secured_bio.hub.settings import HubSettings
 
-    kwargs = {"data_dir": data_dir, **extra}
+    kwargs: dict[str, Any] = {"data_dir": data_dir, **extra}
     if db:
         kwargs["db"] = db
-    return HubSettings(**kwargs)  # type: ignore[arg-type]
+    return HubSettings(**kwargs)
 
 
-def _export(settings: object) -> None:
+def _export(settings: HubSettings) -> None:
     """Put the settings into the environment so every uvicorn worker builds the same app."""
-    from secured_bio.hub.settings import HubSettings
-
-    assert isinstance(settings, HubSettings)
     os.environ["SECURED_BIO_HUB_DATA_DIR"] = str(settings.data_dir.resolve())
     if settings.db:
         os.environ["SECURED_BIO_HUB_DB"] = settings.db
@@ -77,13 +84,12 @@ def serve(db: str | None, host: str, port: int, data_dir: Path, workers: int) ->
     from secured_bio.hub.db import make_engine, migrate
 
     settings = _settings(db, data_dir, host=host, port=port)
-    migrate(make_engine(settings.db_url))  # type: ignore[attr-defined]
+    migrate(make_engine(settings.db_url))
     _export(settings)
     click.echo(f"Innohub on http://{host}:{port} (database: "
                f"{'PostgreSQL' if db and db.startswith('postgres') else 'SQLite'})", err=True)
     if workers == 1:
-        uvicorn.run(create_app(settings), host=host, port=port,  # type: ignore[arg-type]
-                    log_level="warning")
+        uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
     else:
         uvicorn.run("secured_bio.hub.app:create_app", factory=True, host=host, port=port,
                     workers=workers, log_level="warning")
@@ -140,8 +146,10 @@ def add_user(username: str, role: str, site: str | None, db: str | None, data_di
 @_db_option
 @_data_dir_option
 def verify_audit(db: str | None, data_dir: Path) -> None:
-    """Recompute the audit log's hash chain; exit 1 at the first edited, missing or inserted
-    event.  Keep the printed head hash elsewhere to detect a rewritten chain later.
+    """Recompute the audit log's hash chain; exit 1 at the first changed event.
+
+    Edited, missing or inserted events are found.  Keep the printed head hash elsewhere
+    to detect a rewritten chain later.
     """
     from secured_bio.errors import ProtocolError
     from secured_bio.hub.services.audit import verify_chain
@@ -156,7 +164,8 @@ def verify_audit(db: str | None, data_dir: Path) -> None:
     click.echo(f"audit log OK: {report.events} events, head {report.head_hash}")
 
 
-def _session(db: str | None, data_dir: Path, *, create: bool = True) -> object:
+def _session(db: str | None, data_dir: Path, *, create: bool = True
+             ) -> AbstractContextManager[Session]:
     from secured_bio.hub.db import make_engine, make_sessionmaker, migrate, session_scope
 
     settings = _settings(db, data_dir)
@@ -165,7 +174,7 @@ def _session(db: str | None, data_dir: Path, *, create: bool = True) -> object:
                           fix="give the hub's --data-dir or --db URL")
     if not db:
         data_dir.mkdir(parents=True, exist_ok=True)
-    engine = make_engine(settings.db_url)  # type: ignore[attr-defined]
+    engine = make_engine(settings.db_url)
     migrate(engine)
     return session_scope(make_sessionmaker(engine))
 

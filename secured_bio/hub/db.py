@@ -73,7 +73,7 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
 
 @contextmanager
 def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
-    """A session that commits on success and rolls back on error."""
+    """Return a session that commits on success and rolls back on error."""
     with factory() as session:
         try:
             yield session

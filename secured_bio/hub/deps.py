@@ -22,12 +22,12 @@ _bearer = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
 
 
 def get_settings(request: Request) -> HubSettings:
-    """The app's settings."""
+    """Return the app's settings."""
     return request.app.state.settings  # type: ignore[no-any-return]
 
 
 def get_session(request: Request) -> Iterator[Session]:
-    """A session per request: committed when the route returns, rolled back on error."""
+    """Return a session per request: committed when the route returns, rolled back on error."""
     with request.app.state.sessions() as session:
         try:
             yield session
@@ -43,7 +43,7 @@ SettingsDep = Annotated[HubSettings, Depends(get_settings)]
 
 def current_user(request: Request, session: SessionDep,
                  token: Annotated[str | None, Depends(_bearer)]) -> User:
-    """The user of a bearer token (API) - agents' site tokens are refused here."""
+    """Return the user of a bearer token (API) - agents' site tokens are refused here."""
     if not token:
         raise Unauthorized("not logged in",
                            fix="POST /api/v1/auth/token with username and password, then send "
@@ -62,7 +62,7 @@ def current_user(request: Request, session: SessionDep,
 
 def current_site(request: Request, session: SessionDep,
                  token: Annotated[str | None, Depends(_bearer)]) -> Site:
-    """The site of an agent token."""
+    """Return the site of an agent token."""
     if not token or not token.startswith("sbsite_"):
         raise Unauthorized("agent routes need the site's token",
                            fix="run 'secured-bio hub agent --token-file FILE' with the token "

@@ -20,7 +20,7 @@ class HubError(Exception):
         self.fix = fix
 
     def to_json(self) -> dict[str, str]:
-        """The error as the API returns it."""
+        """Return the error as the API returns it."""
         body = {"detail": self.message}
         if self.fix:
             body["fix"] = self.fix

@@ -32,7 +32,7 @@ class AccessRequestIn(BaseModel):
     datasets: list[int] = Field(min_length=1, max_length=200)
     purpose: str = Field(min_length=1, max_length=10_000)
     analyses: list[str] = Field(default_factory=lambda: ["gwas_secure"], max_length=10)
-    purpose_terms: PurposeTerms = Field(default_factory=PurposeTerms)
+    purpose_terms: PurposeTerms = Field(default_factory=lambda: PurposeTerms.model_validate({}))
 
 
 class DecisionIn(BaseModel):

@@ -77,7 +77,7 @@ def read_token(token: str, *, key: str) -> dict[str, Any]:
 
 
 def new_site_token() -> str:
-    """A new agent token (256 random bits)."""
+    """Return a new agent token (256 random bits)."""
     return _SITE_TOKEN_PREFIX + secrets.token_urlsafe(32)
 
 

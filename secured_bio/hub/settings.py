@@ -103,7 +103,7 @@ class HubSettings(BaseSettings):
             return self.host != "localhost"
 
     def signing_key(self) -> str:
-        """The token/cookie signing secret (from the settings or the data folder)."""
+        """Return the token/cookie signing secret (from the settings or the data folder)."""
         if self.secret_key is not None:
             return self.secret_key.get_secret_value()
         return load_secret(self.data_dir)

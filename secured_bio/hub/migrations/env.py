@@ -1,4 +1,4 @@
-"""Alembic environment: runs on the connection the hub passes in (``secured_bio.hub.db.migrate``)."""
+"""Alembic environment: runs on the connection that ``secured_bio.hub.db.migrate`` passes."""
 
 from __future__ import annotations
 

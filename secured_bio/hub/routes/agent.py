@@ -27,7 +27,7 @@ def register(body: RegisterIn, session: SessionDep, site: SiteDep) -> dict[str, 
 
 @router.post("/tasks/claim")
 def claim(session: SessionDep, site: SiteDep) -> dict[str, Any]:
-    """The site's next task, or ``{"task": null}``."""
+    """Return the site's next task, or ``{"task": null}``."""
     task = jobs.claim_task(session, site)
     if task is None:
         return {"task": None}

@@ -54,7 +54,7 @@ def me(user: UserDep) -> dict[str, Any]:
 @router.get("/datasets", tags=["catalogue"])
 def datasets(session: SessionDep, user: UserDep, q: str | None = None,
              kind: str | None = None, site: str | None = None) -> list[dict[str, Any]]:
-    """The catalogue: every site's datasets with aggregate metadata (never rows)."""
+    """Return the catalogue: every site's datasets with aggregate metadata (never rows)."""
     if kind is not None and kind not in DATASET_KINDS:
         raise Invalid(f"unknown kind {kind!r}", fix=f"use one of {', '.join(DATASET_KINDS)}")
     return [catalogue.dataset_json(d) for d in catalogue.list_datasets(
@@ -69,7 +69,7 @@ def dataset(dataset_id: int, session: SessionDep, user: UserDep) -> dict[str, An
 
 @router.get("/access-requests", tags=["access"])
 def list_requests(session: SessionDep, user: UserDep) -> list[dict[str, Any]]:
-    """Requests you may see (yours; all for the committee)."""
+    """Return requests you may see (yours; all for the committee)."""
     return [access.request_json(r) for r in access.visible_requests(session, user)]
 
 
@@ -92,7 +92,7 @@ def get_request(request_id: int, session: SessionDep, user: UserDep) -> dict[str
 @router.post("/access-requests/{request_id}/decision", tags=["access"])
 def decide(request_id: int, body: DecisionIn, session: SessionDep, user: UserDep
            ) -> dict[str, Any]:
-    """The committee approves or denies, with a reason, an optional expiry and limits."""
+    """Approve or deny (committee), with a reason, an optional expiry and limits."""
     require_role(user, "committee")
     req = access.get_request(session, user, request_id)
     access.decide(session, user, req, decision=body.decision, reason=body.reason,
@@ -132,14 +132,14 @@ def cancel_job(job_id: int, session: SessionDep, user: UserDep) -> dict[str, Any
 
 @router.get("/artifacts/{artifact_id}", tags=["artifacts"])
 def get_artifact(artifact_id: int, session: SessionDep, user: UserDep) -> dict[str, Any]:
-    """An artifact's description (download and passport links)."""
+    """Return an artifact's description (download and passport links)."""
     return artifacts.artifact_json(artifacts.get_artifact(session, user, artifact_id))
 
 
 @router.get("/artifacts/{artifact_id}/download", tags=["artifacts"])
 def download(artifact_id: int, session: SessionDep, user: UserDep, settings: SettingsDep
              ) -> FileResponse:
-    """The artifact's bytes, if the grant allows (audited)."""
+    """Return the artifact's bytes, if the grant allows (audited)."""
     art = artifacts.get_artifact(session, user, artifact_id)
     artifacts.can_download(user, art)
     append_event(session, actor=user.username, action="artifact.download",
@@ -151,14 +151,14 @@ def download(artifact_id: int, session: SessionDep, user: UserDep, settings: Set
 
 @router.get("/artifacts/{artifact_id}/passport", tags=["artifacts"])
 def passport(artifact_id: int, session: SessionDep, user: UserDep) -> dict[str, Any]:
-    """The artifact's privacy passport (JSON)."""
+    """Return the artifact's privacy passport (JSON)."""
     return artifacts.get_artifact(session, user, artifact_id).passport
 
 
 @router.get("/artifacts/{artifact_id}/passport.html", tags=["artifacts"],
             response_class=HTMLResponse)
 def passport_html(artifact_id: int, session: SessionDep, user: UserDep) -> HTMLResponse:
-    """The passport as a page."""
+    """Render the passport as a page."""
     from secured_bio.passport import passport_html as render
 
     return HTMLResponse(render(artifacts.get_artifact(session, user, artifact_id).passport))
@@ -166,7 +166,7 @@ def passport_html(artifact_id: int, session: SessionDep, user: UserDep) -> HTMLR
 
 @router.get("/audit", tags=["audit"])
 def audit(session: SessionDep, user: UserDep, limit: int = 200) -> dict[str, Any]:
-    """The newest audit events and whether the chain verifies (admin and committee)."""
+    """Return the newest audit events and whether the chain verifies (admin and committee)."""
     from sqlalchemy import select
 
     from secured_bio.hub.models import AuditEvent

@@ -105,8 +105,9 @@ def decide(session: Session, user: User, req: AccessRequest, *, decision: str, r
 
 
 def visible_requests(session: Session, user: User) -> list[AccessRequest]:
-    """Requests the user may see: their own; all for committee and admin; their site's for
-    stewards.
+    """Return the requests the user may see.
+
+    Researchers see their own; committee and admin all; stewards those on their site's data.
     """
     stmt = select(AccessRequest).order_by(AccessRequest.id.desc())
     rows = list(session.scalars(stmt))
@@ -123,7 +124,7 @@ def can_see(user: User, req: AccessRequest) -> bool:
 
 
 def get_request(session: Session, user: User, request_id: int) -> AccessRequest:
-    """A request the user may see (404 otherwise, so ids of others' requests do not leak)."""
+    """Return a request the user may see (404 otherwise, so ids of others' requests do not leak)."""
     req = session.get(AccessRequest, request_id)
     if req is None or not can_see(user, req):
         raise NotFound(f"no access request {request_id}",
@@ -151,7 +152,7 @@ def check_grant(req: AccessRequest, user: User, kind: str, dataset_ids: list[int
 
 
 def request_json(req: AccessRequest) -> dict[str, Any]:
-    """The API's view of a request."""
+    """Return the API's view of a request."""
     return {
         "id": req.id, "status": req.status, "purpose": req.purpose,
         "purpose_codes": req.purpose_codes, "analyses": req.analyses,

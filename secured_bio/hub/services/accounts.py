@@ -120,7 +120,7 @@ def authenticate(session: Session, username: str, password: str, *, client: str 
 
 
 def site_for_token(session: Session, token: str) -> Site:
-    """The site an agent token belongs to.
+    """Return the site an agent token belongs to.
 
     Raises
     ------

@@ -95,7 +95,8 @@ def _enrich_passport(session: Session, doc: dict[str, Any], *, name: str, digest
     produced["job"] = {"id": job.id, "kind": job.kind, "access_request": job.request_id,
                        "params": job.params, "site": task.site.name}
     doc["produced_by"] = produced
-    inputs, duo = [], []
+    inputs: list[dict[str, Any]] = []
+    duo: list[str] = []
     for i in job.dataset_ids:
         ds = session.get(Dataset, i)
         if ds is None:
@@ -110,7 +111,7 @@ def _enrich_passport(session: Session, doc: dict[str, Any], *, name: str, digest
 
 
 def get_artifact(session: Session, user: User, artifact_id: int) -> Artifact:
-    """An artifact whose job the user may see (404 otherwise)."""
+    """Return an artifact whose job the user may see (404 otherwise)."""
     art = session.get(Artifact, artifact_id)
     if art is None or not can_see_job(user, art.job):
         raise NotFound(f"no artifact {artifact_id}", fix="see the job's artifacts list")
@@ -137,7 +138,7 @@ def can_download(user: User, art: Artifact) -> None:
 
 
 def artifact_json(art: Artifact) -> dict[str, Any]:
-    """The API's view of an artifact."""
+    """Return the API's view of an artifact."""
     return {"id": art.id, "name": art.name, "kind": art.kind, "job": art.job_id,
             "sha256": art.sha256, "size": art.size, "media_type": art.media_type,
             "created_at": art.created_at.isoformat() + "Z",

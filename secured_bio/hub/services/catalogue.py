@@ -86,7 +86,7 @@ def get_dataset(session: Session, dataset_id: int) -> Dataset:
 
 
 def dataset_json(ds: Dataset) -> dict[str, Any]:
-    """The API's view of a dataset."""
+    """Return the API's view of a dataset."""
     from secured_bio.hub.services.duo import describe
 
     return {

@@ -151,7 +151,7 @@ def claim_task(session: Session, site: Site) -> Task | None:
             .order_by(Task.id).limit(1))
         if task_id is None:
             return None
-        won = session.execute(
+        won = session.execute(  # type: ignore[attr-defined]
             update(Task).where(Task.id == task_id, Task.status == "queued")
             .values(status="running", claimed_at=now, heartbeat_at=now,
                     message="claimed by the site agent")
@@ -243,8 +243,10 @@ def cancel_job(session: Session, user: User, job: Job) -> Job:
 
 
 def fail_orphaned_jobs(session: Session, *, stale_s: float, alive: Any) -> list[int]:
-    """After a hub restart: fail jobs whose relay died with its worker, and tasks whose
-    agent went silent for ``stale_s`` seconds.  Returns the failed job ids.
+    """Fail the jobs a hub restart orphaned; return their ids.
+
+    A job fails when its relay died with the worker that ran it, or when a site's agent went
+    silent for ``stale_s`` seconds.
     """
     import datetime as dt
 
@@ -281,7 +283,7 @@ def can_see_job(user: User, job: Job) -> bool:
 
 
 def get_job(session: Session, user: User, job_id: int) -> Job:
-    """A job the user may see (404 otherwise)."""
+    """Return a job the user may see (404 otherwise)."""
     job = session.get(Job, job_id)
     if job is None or not can_see_job(user, job):
         raise NotFound(f"no job {job_id}", fix="list yours at GET /api/v1/jobs")
@@ -299,7 +301,7 @@ def _artifact_visible(a: Artifact) -> bool:
 
 
 def job_json(job: Job) -> dict[str, Any]:
-    """The API's view of a job (the contract: id, status, progress, artifacts, error)."""
+    """Return the API's view of a job (the contract: id, status, progress, artifacts, error)."""
     tasks = job.tasks
     progress = sum(t.progress for t in tasks) / len(tasks) if tasks else 0.0
     if job.status == "succeeded":

@@ -1,4 +1,4 @@
-"""initial schema
+"""Create the initial schema.
 
 Revision ID: 0001
 Revises: (none)

@@ -43,9 +43,12 @@ def education() -> None:
               help="Override the spec's image-model training epochs.")
 @click.option("--progress/--no-progress", default=True, show_default=True,
               help="Progress bars (stderr) while training the generators.")
+@click.option("--passport", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the privacy passport of OUT (outside OUT) (JSON to FILE, "
+              "HTML page to FILE with the suffix .html; see secured_bio.passport).")
 def cases(spec: Path, out: Path, sources: Path | None, method: str | None,
           epsilon: float | None, vitals_epsilon: float | None, image_epochs: int | None,
-          progress: bool) -> None:
+          progress: bool, passport: Path | None) -> None:
     """Generate the spec's teaching cases: per case JSON, Markdown and HTML pages.
 
     The case table, vital signs and images come from generators fitted on the spec's real
@@ -59,6 +62,13 @@ def cases(spec: Path, out: Path, sources: Path | None, method: str | None,
     parsed = load_spec(spec, sources=sources, method=method, epsilon=epsilon,
                        image_epochs=image_epochs, vitals_epsilon=vitals_epsilon)
     manifest = make_cases(parsed, out, progress=progress)
+    if passport is not None:
+        from secured_bio.passport import build_passport, write_passport
+
+        ctx = click.get_current_context()
+        write_passport(build_passport(
+            out, kind="education_cases", report=manifest, command=ctx.command_path,
+            parameters=ctx.params), passport)
     priv = manifest["privacy"]["table"]
     auc = priv.get("membership_inference_auc")
     click.echo(f"wrote {manifest['n_cases']} synthetic teaching cases "

@@ -319,10 +319,13 @@ def gwas() -> None:
               show_default=True, help="Variants per block.")
 @click.option("--out", required=True, type=click.Path(path_type=Path),
               help="Output prefix: writes PREFIX.<test>.tsv, .ssf.tsv(+meta), .png, .json.")
+@click.option("--passport", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the privacy passport of the output (JSON to FILE, HTML page to "
+              "FILE with the suffix .html; see secured_bio.passport).")
 def run(
     vcf: Path | None, zarr: Path | None, pheno: Path, pheno_name: str | None,
     covar: Path | None, covar_name: str | None, pcs: int, test: Test, firth: bool,
-    firth_fallback: bool, chunk_size: int, out: Path,
+    firth_fallback: bool, chunk_size: int, out: Path, passport: Path | None,
 ) -> None:
     """Run one association test on every variant and write plink-named results.
 
@@ -342,6 +345,7 @@ def run(
         covar_names=_split(covar_name), pcs=pcs, test=test, firth=mode, out=out,
         chunk_size=chunk_size,
     )
+    _passport(passport, result, [vcf or zarr])
     s = result.summary
     lam = s["lambda_gc"]
     click.echo(
@@ -449,6 +453,22 @@ def _report(result: Any, test: str) -> None:
                    + f"; {protocol['variants_analysed']} analysed", err=True)
 
 
+def _passport(path: Path | None, result: Any, inputs: Sequence[Any]) -> None:
+    """Write the privacy passport of the summary statistics (``--passport``)."""
+    if path is None or not result.paths:
+        return
+    from secured_bio.passport import build_passport, input_record, write_passport
+
+    ctx = click.get_current_context()
+    records = [input_record(i[1], id=i[0], site=i[0], role="genotypes") if isinstance(i, tuple)
+               else input_record(i, role="genotypes") for i in inputs if i is not None]
+    paths = {k: Path(v) for k, v in result.paths.items()}
+    write_passport(build_passport(
+        paths["table"], kind="gwas_summary_statistics", report=result.summary,
+        command=ctx.command_path, parameters=ctx.params, inputs=records,
+        companions=[v for k, v in paths.items() if k != "table" and v.is_file()]), path)
+
+
 @gwas.command("secure")
 @click.option("--site", "site", multiple=True, required=True, metavar="NAME=PATH",
               help="A site and its genotypes (VCF/BCF or zarr store); repeat per site, "
@@ -463,11 +483,15 @@ def _report(result: Any, test: str) -> None:
               "process over mutual TLS, messages sealed end to end (see SECURITY.md).")
 @click.option("--out", required=True, type=click.Path(path_type=Path),
               help="Output prefix: writes PREFIX.<test>.tsv, .ssf.tsv(+meta), .png, .json.")
+@click.option("--passport", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the privacy passport of the output (JSON to FILE, HTML page to "
+              "FILE with the suffix .html; see secured_bio.passport).")
 def secure(
     site: tuple[str, ...], pheno: Path, pheno_name: str | None, covar: Path | None,
     covar_name: str | None, pcs: int, test: Test, firth: bool, firth_fallback: bool,
     intersect: bool, master_addr: str, timeout_s: float, chunk_size: int | None,
     allow_two_sites: bool, master_port: int | None, links: str, out: Path,
+    passport: Path | None,
 ) -> None:
     """Secure multi-site GWAS: one party per site on this host, only pooled sums revealed.
 
@@ -488,6 +512,7 @@ def secure(
         timeout_s=timeout_s, chunk_size=chunk_size, links=links,  # type: ignore[arg-type]
         allow_two_sites=allow_two_sites,
     )
+    _passport(passport, result, list(_sites(site).items()))
     _report(result, test)
 
 
@@ -518,6 +543,9 @@ def secure(
 @click.option("--interface", help="gloo only: network interface (e.g. eth0).")
 @click.option("--out", type=click.Path(path_type=Path),
               help="Output prefix (rank 0 writes; required there).")
+@click.option("--passport", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Rank 0: also write the privacy passport of the output (JSON to FILE, "
+              "HTML page to FILE with the suffix .html; see secured_bio.passport).")
 def party(
     site: str, relay: str | None, roster: Path | None, key: Path | None, cert: Path | None,
     rank: int | None, world_size: int | None, pheno: Path, pheno_name: str | None,
@@ -525,6 +553,7 @@ def party(
     firth_fallback: bool, intersect: bool, master_addr: str, timeout_s: float,
     chunk_size: int | None, allow_two_sites: bool, unauthenticated_gloo: bool,
     master_port: int | None, interface: str | None, out: Path | None,
+    passport: Path | None,
 ) -> None:
     """Run ONE site of a secure GWAS on this host (start one per site, same options).
 
@@ -597,4 +626,6 @@ def party(
         master_addr=master_addr, master_port=master_port, timeout_s=timeout_s,
         chunk_size=chunk_size, interface=interface, link=link, allow_two_sites=allow_two_sites,
     )
+    if rank == 0:
+        _passport(passport, result, [(name, path)])
     _report(result, test)

@@ -95,6 +95,48 @@ def serve(db: str | None, host: str, port: int, data_dir: Path, workers: int) ->
                     workers=workers, log_level="warning")
 
 
+@hub.command("demo")
+@click.option("--port", type=click.IntRange(1, 65535), default=8400, show_default=True)
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("hub-demo"), show_default=True,
+              help="Folder for the demo sites' cohorts, the hub's database and artifacts.")
+@_db_option
+@click.option("--no-agents", is_flag=True, help="Start the hub only (agents run elsewhere).")
+def demo(port: int, data_dir: Path, db: str | None, no_agents: bool) -> None:
+    """Start a demo hub with three site agents and demo users, until Ctrl-C.
+
+    \b
+    Sites site1..3 each hold the four pilots' demo cohorts (genotypes, imaging, vitals,
+    clinical cases). Users: admin, researcher, committee, steward-site1..3; the password
+    is SECURED_BIO_HUB_DEMO_PASSWORD or a new one printed at start.
+    """
+    import signal
+    import threading
+
+    from secured_bio.hub.demo import DEMO_USERS, start_demo
+
+    running = start_demo(port=port, data_dir=data_dir, db=db, agents=not no_agents,
+                         say=lambda m: click.echo(m, err=True))
+    click.echo(f"""
+secured_bio Innohub demo: {running.url}
+  users:    {", ".join(DEMO_USERS)}
+  password: {running.password}   (printed once; set SECURED_BIO_HUB_DEMO_PASSWORD to choose)
+  sites:    site1, site2, site3 ({len(running.agents)} agents; logs in {running.data_dir}/logs)
+  API:      {running.url}/api/v1/docs
+Stop with Ctrl-C.""")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        while not stop.wait(1):
+            if not running.thread.is_alive():
+                break
+    except KeyboardInterrupt:
+        pass
+    finally:
+        click.echo("stopping the demo ...", err=True)
+        running.stop()
+
+
 @hub.command("add-site")
 @click.argument("name")
 @_db_option

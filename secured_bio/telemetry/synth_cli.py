@@ -104,12 +104,15 @@ def _inside(path: Path, folder: Path) -> Path | None:
               default=None, help="Delta of the DP guarantee [default: 1e-6]; needs --epsilon.")
 @click.option("--plot", is_flag=True,
               help=f"Write OUT/plots/: the first {_N_PLOTS} synthetic patients' vital signs.")
+@click.option("--passport", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the privacy passport of OUT (JSON to FILE, HTML page to "
+              "FILE with the suffix .html; see secured_bio.passport).")
 def vitals(input_path: Path | None, patients: Path | None, events: Path | None, n: int,
            out: Path, deterioration_fraction: float | None, age: str | None, hours: float,
            interval_minutes: int | None, seed: int, fhir: bool, model_out: Path | None,
            model_path: Path | None, report: Path | None, holdout: Path | None,
            threads: int | None, epsilon: float | None, delta: float | None,
-           plot: bool) -> None:
+           plot: bool, passport: Path | None) -> None:
     """Synthetic paediatric vital-sign trajectories, fitted on real telemonitoring data.
 
     \b
@@ -228,6 +231,15 @@ def vitals(input_path: Path | None, patients: Path | None, events: Path | None, 
             else:
                 doc = dict(evaluation or {}, run=summary)
                 t.write_text(json.dumps(doc, indent=2, default=str) + "\n", encoding="utf-8")
+    if passport is not None:
+        from secured_bio.passport import build_passport, input_record, write_passport
+
+        ctx = click.get_current_context()
+        write_passport(build_passport(
+            out, kind="synthetic_vitals", report=dict(evaluation, run=summary)
+            if evaluation is not None else summary, command=ctx.command_path,
+            parameters=ctx.params,
+            inputs=[input_record(input_path, role="vitals")] if input_path else None), passport)
     line = (f"wrote {summary['patients']} synthetic patients ({summary['deteriorating']} "
             f"deteriorating), {summary['measurements']} measurements -> {out}")
     if model.differential_privacy:

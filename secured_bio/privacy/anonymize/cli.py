@@ -82,10 +82,14 @@ def anonymize() -> None:
 @click.option("--report", "report_path", required=True, type=click.Path(path_type=Path),
               help="JSON report: transformation, k/l/t by us and by pycanon, suppression, "
               "utility. Written together with --out (both or neither).")
+@click.option("--passport", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the privacy passport of the output (JSON to FILE, HTML page to "
+              "FILE with the suffix .html; see secured_bio.passport).")
 def table(in_path: Path, qi: str, sensitive: str | None, k: int, l_: int | None,
           l_kind: str, c: float | None, t: float | None, hierarchies: Path | None,
           max_suppression: float, method: str, drop: str | None, keep_unique: bool,
-          groups: str | None, target: str | None, out: Path, report_path: Path) -> None:
+          groups: str | None, target: str | None, out: Path, report_path: Path,
+          passport: Path | None) -> None:
     """Anonymize a table: generalize quasi-identifiers, suppress records, verify with pycanon.
 
     Released values are readable labels ([30-39], 2024-03, 751**, *). Suppressed records
@@ -107,6 +111,13 @@ def table(in_path: Path, qi: str, sensitive: str | None, k: int, l_: int | None,
         keep_unique=keep_unique, groups=_columns(groups, "--groups"), target=target,
     )
     r = result.report
+    if passport is not None:
+        from secured_bio.passport import build_passport, input_record, write_passport
+
+        ctx = click.get_current_context()
+        write_passport(build_passport(
+            out, kind="anonymized_table", report=r, command=ctx.command_path,
+            parameters=ctx.params, inputs=[input_record(in_path, role="table")]), passport)
     a = r["achieved"]
     figures = f"k={a['ours']['k']}"
     if "l_distinct" in a["ours"]:

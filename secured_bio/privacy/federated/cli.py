@@ -63,11 +63,14 @@ def fl() -> None:
               help="Any other pilot config key (YAML value), e.g. --set test_fraction=0.25.")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Output folder: metrics.json, plots, federated_model.npz.")
+@click.option("--passport", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the privacy passport of OUT/federated_model.npz (JSON to FILE, "
+              "HTML page to FILE with the suffix .html; see secured_bio.passport).")
 def run(pilot: str, sites: int | None, rounds: int | None, engine: str, strategy: str,
         proximal_mu: float | None, local_epochs: int | None, lr: float | None, secagg: bool,
         secagg_max_weight: float | None, dp_epsilon: float | None, tls: bool, node_auth: bool,
         data: Path | None, seed: int | None,
-        sets: tuple[str, ...], out_dir: Path) -> None:
+        sets: tuple[str, ...], out_dir: Path, passport: Path | None) -> None:
     """Train a pilot's model centralized and federated on the same split; compare and audit.
 
     \b
@@ -94,6 +97,16 @@ def run(pilot: str, sites: int | None, rounds: int | None, engine: str, strategy
     config.update({k: v for k, v in given.items() if v is not None})
     config.update(engine=engine, strategy=strategy, secagg=secagg, tls=tls, node_auth=node_auth)
     doc = run_federated_pilot(pilot, out_dir, config)
+    if passport is not None:
+        from secured_bio.passport import build_passport, write_passport
+
+        ctx = click.get_current_context()
+        model = out_dir / "federated_model.npz"
+        write_passport(build_passport(
+            model if model.is_file() else out_dir / "metrics.json", kind="federated_model",
+            report=doc,
+            command=ctx.command_path, parameters=ctx.params,
+            companions=[out_dir / "metrics.json"]), passport)
     fed, cen = (("n/a" if doc[k]["auroc"] is None else f"{doc[k]['auroc']:.3f}")
                 for k in ("federated", "centralized"))
     line = (f"{pilot}: centralized AUROC {cen}, federated AUROC {fed} "

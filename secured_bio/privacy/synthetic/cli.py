@@ -120,12 +120,15 @@ def _evaluation(real: Any, out: Any, holdout: Path | None, target: str | None, s
                    "scores utility on, and cart's last column.")
 @click.option("--no-evaluate", "no_evaluate", is_flag=True,
               help="Skip the evaluation in the report.")
+@click.option("--passport", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the privacy passport of the output (JSON to FILE, HTML page to "
+              "FILE with the suffix .html; see secured_bio.passport).")
 def table(input_path: Path, n_rows: int, out: Path, method: str, epsilon: float | None,
           delta: float | None, conditions: tuple[str, ...], seed: int, epochs: int | None,
           drop: tuple[str, ...], public_domain: Path | None, report: Path | None,
           html: Path | None, holdout: Path | None, target: str | None, no_evaluate: bool,
           insecure_dp: bool, order: str | None, min_leaf: int | None,
-          smoothing: str | None) -> None:
+          smoothing: str | None, passport: Path | None) -> None:
     """Fit a generator on a real table and write N synthetic rows.
 
     The CSV and the JSON report are written together, only when everything succeeded.
@@ -203,6 +206,13 @@ def table(input_path: Path, n_rows: int, out: Path, method: str, epsilon: float 
             tmps[1].write_text(json.dumps(doc, indent=2, default=str) + "\n", encoding="utf-8")
         if page is not None:
             tmps[2].write_text(page, encoding="utf-8")
+    if passport is not None:
+        from secured_bio.passport import build_passport, input_record, write_passport
+
+        ctx = click.get_current_context()
+        write_passport(build_passport(
+            out, kind="synthetic_table", report=doc, command=ctx.command_path,
+            parameters=ctx.params, inputs=[input_record(input_path, role="table")]), passport)
     privacy = result.report.get("privacy")
     dp = (f", (epsilon={privacy['epsilon']:g}, delta={privacy['delta']:g})-DP, domain "
           f"{privacy['domain']}" if privacy else "")

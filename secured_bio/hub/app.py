@@ -10,6 +10,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -88,8 +90,15 @@ class _Guard:
             await resp(scope, receive, send_with_headers)
 
 
-class _TooLargeStream(Exception):
-    pass
+class _TooLargeStream(StarletteHTTPException):
+    """A body streamed without Content-Length passed the limit.
+
+    An HTTPException, so FastAPI's body parsing re-raises it (it turns other exceptions into
+    400 "error parsing the body") and the app's handler answers 413.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(413, "the request body is too large")
 
 
 def create_app(settings: HubSettings | None = None, *, run_migrations: bool = True) -> FastAPI:
@@ -121,14 +130,14 @@ def create_app(settings: HubSettings | None = None, *, run_migrations: bool = Tr
         if failed:
             log.warning("failed %d job(s) orphaned by a hub restart", len(failed))
 
-    app = FastAPI(title="secured_bio Innohub", version=_version(),
+    app = FastAPI(title="secured_bio Innohub", version=_version(), lifespan=_lifespan,
                   openapi_url="/api/v1/openapi.json", docs_url="/api/v1/docs", redoc_url=None)
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessions = sessions
     app.state.signing_key = settings.signing_key()
     app.state.login_limiter = LoginLimiter(settings.login_attempts_per_minute)
-    app.state.coordinate = _coordinator(settings)
+    app.state.coordinate = _coordinator(settings, sessions)
 
     @app.exception_handler(HubError)
     async def _hub_error(request: Request, exc: HubError) -> Response:
@@ -171,6 +180,15 @@ def create_app(settings: HubSettings | None = None, *, run_migrations: bool = Tr
     return app
 
 
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Stop this worker's Flower runs when the server shuts down (also done at exit)."""
+    yield
+    from secured_bio.hub.services.flower import stop_fl_jobs
+
+    stop_fl_jobs()
+
+
 def _wants_html(request: Request) -> bool:
     return not request.url.path.startswith("/api/") and "text/html" in request.headers.get(
         "accept", "")
@@ -191,10 +209,17 @@ def _mount_pages(app: FastAPI, settings: HubSettings) -> None:
         app.include_router(pages.router)
 
 
-def _coordinator(settings: HubSettings) -> Any:
+def _coordinator(settings: HubSettings, sessions: Any) -> Any:
     from secured_bio.hub.services.coordination import start_gwas_relay
 
     def coordinate(job: Any, sites: list[Any]) -> dict[str, Any]:
+        if job.kind == "fl_train":
+            from secured_bio.hub.services.flower import start_fl_job
+
+            return start_fl_job(job.id, sites, job.params, data_dir=settings.data_dir,
+                                host=settings.relay_address, listen=settings.relay_listen,
+                                sessions=sessions, artifacts_dir=settings.artifacts_dir,
+                                max_bytes=settings.max_upload_mb << 20)
         if job.kind == "gwas_secure":
             return start_gwas_relay(job.id, sites, data_dir=settings.data_dir,
                                     host=settings.relay_address, listen=settings.relay_listen,

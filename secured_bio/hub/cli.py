@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -89,10 +90,10 @@ def serve(db: str | None, host: str, port: int, data_dir: Path, workers: int) ->
     click.echo(f"Innohub on http://{host}:{port} (database: "
                f"{'PostgreSQL' if db and db.startswith('postgres') else 'SQLite'})", err=True)
     if workers == 1:
-        uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+        uvicorn.run(create_app(settings), host=host, port=port, log_level="warning", ws="none")
     else:
         uvicorn.run("secured_bio.hub.app:create_app", factory=True, host=host, port=port,
-                    workers=workers, log_level="warning")
+                    workers=workers, log_level="warning", ws="none")
 
 
 @hub.command("demo")
@@ -218,7 +219,17 @@ def _session(db: str | None, data_dir: Path, *, create: bool = True
         data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.db_url)
     migrate(engine)
-    return session_scope(make_sessionmaker(engine))
+    return _disposing(engine, session_scope(make_sessionmaker(engine)))
+
+
+@contextlib.contextmanager
+def _disposing(engine: Any, scope: AbstractContextManager[Session]) -> Iterator[Session]:
+    """Yield the session of ``scope``, then close the engine's connections."""
+    try:
+        with scope as s:
+            yield s
+    finally:
+        engine.dispose()
 
 
 def _register_agent() -> None:

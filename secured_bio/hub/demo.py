@@ -117,7 +117,8 @@ def start_demo(*, port: int = 8400, data_dir: Path = Path("hub-demo"), host: str
                            **({"db": db} if db else {}))
     app = create_app(settings)
     token_files = _seed(app, data_dir, password)
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off")
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off",
+                            ws="none")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="hub-demo", daemon=True)
     thread.start()

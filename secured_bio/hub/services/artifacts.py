@@ -19,7 +19,7 @@ from typing import IO, Any
 from sqlalchemy.orm import Session
 
 from secured_bio.hub.errors import Forbidden, Invalid, NotFound, TooLarge
-from secured_bio.hub.models import AccessRequest, Artifact, Dataset, Task, User, utcnow
+from secured_bio.hub.models import AccessRequest, Artifact, Dataset, Job, Task, User, utcnow
 from secured_bio.hub.services.audit import append_event
 from secured_bio.hub.services.jobs import can_see_job
 
@@ -44,13 +44,23 @@ def artifact_path(root: Path, sha256: str) -> Path:
     return root / sha256[:2] / sha256
 
 
-def store_upload(session: Session, task: Task, *, name: str, kind: str, stream: IO[bytes],
-                 root: Path, max_bytes: int, passport: dict[str, Any] | None,
-                 site_name: str) -> Artifact:
-    """Store an uploaded release of ``task`` and record it with its enriched passport."""
+def store_upload(session: Session, task: Task | None, *, name: str, kind: str,
+                 stream: IO[bytes], root: Path, max_bytes: int,
+                 passport: dict[str, Any] | None, site_name: str,
+                 job: Job | None = None) -> Artifact:
+    """Store an uploaded release of ``task`` and record it with its enriched passport.
+
+    ``task=None`` with ``job``: an artifact the hub itself produced for the job (the model a
+    federated job aggregated at the hub); ``site_name`` then names the producer (``hub``).
+    """
     _check_name(name)
-    if task.status != "running":
+    if task is None:
+        if job is None:
+            raise Invalid("an artifact belongs to a task or, made by the hub, to a job")
+    elif task.status != "running":
         raise Invalid(f"task {task.id} is {task.status}: uploads only while it runs")
+    job = task.job if task is not None else job
+    assert job is not None
     root.mkdir(parents=True, exist_ok=True)
     tmp = root / f".upload-{secrets.token_hex(8)}.tmp"
     h, size = hashlib.sha256(), 0
@@ -71,42 +81,66 @@ def store_upload(session: Session, task: Task, *, name: str, kind: str, stream: 
         os.replace(tmp, final)
     finally:
         tmp.unlink(missing_ok=True)
-    job = task.job
     doc = _enrich_passport(session, passport or {}, name=name, digest=digest, size=size,
-                           task=task)
-    art = Artifact(job_id=job.id, task_id=task.id, name=name, kind=kind[:64] or "file",
+                           job=job, site=site_name, path=final, kind=kind)
+    art = Artifact(job_id=job.id, task_id=None if task is None else task.id, name=name,
+                   kind=kind[:64] or "file",
                    media_type=mimetypes.guess_type(name)[0] or "application/octet-stream",
                    sha256=digest, size=size, passport=doc)
     session.add(art)
     session.flush()
-    append_event(session, actor=f"site:{site_name}", action="artifact.upload",
+    append_event(session, actor=f"site:{site_name}" if task is not None else site_name,
+                 action="artifact.upload",
                  target=f"artifact:{art.id}",
                  details={"job": job.id, "name": name, "sha256": digest, "size": size})
     return art
 
 
 def _enrich_passport(session: Session, doc: dict[str, Any], *, name: str, digest: str,
-                     size: int, task: Task) -> dict[str, Any]:
-    """Add what only the hub knows: the job, the input datasets, their DUO codes."""
-    job = task.job
-    doc = dict(doc)
-    doc["artifact"] = {**doc.get("artifact", {}), "name": name, "sha256": digest, "size": size}
-    produced = dict(doc.get("produced_by") or {})
-    produced["job"] = {"id": job.id, "kind": job.kind, "access_request": job.request_id,
-                       "params": job.params, "site": task.site.name}
-    doc["produced_by"] = produced
+                     size: int, job: Job, site: str, path: Path, kind: str) -> dict[str, Any]:
+    """Add what only the hub knows (the job, the input datasets and their DUO codes).
+
+    A release that came without a passport (a plot, a log) gets one built here from the
+    stored file, so every artifact has one; the result must validate against the schema.
+    """
+    from secured_bio.passport import KINDS, build_passport, validate_passport
+
     inputs: list[dict[str, Any]] = []
     duo: list[str] = []
     for i in job.dataset_ids:
         ds = session.get(Dataset, i)
         if ds is None:
             continue
-        inputs.append({"dataset": ds.id, "name": ds.name, "site": ds.site.name,
-                       "kind": ds.kind, "sha256": ds.fingerprint})
+        inputs.append({"id": f"dataset:{ds.id}", "sha256": ds.fingerprint or None,
+                       "size": None, "site": ds.site.name, "role": ds.kind,
+                       "duo": list(ds.duo), "name": ds.name})
         duo.extend(c for c in ds.duo if c not in duo)
+    if doc.get("format") != "secured_bio.passport":
+        doc = build_passport(path, kind=kind if kind in KINDS else "report", report=None,
+                             command=f"hub job {job.kind}", parameters=dict(job.params),
+                             job=str(job.id))
+    doc = dict(doc)
+    doc["artifact"] = {**doc.get("artifact", {}), "name": name, "sha256": digest, "size": size}
+    produced = dict(doc.get("produced_by") or {})
+    produced["job"] = str(job.id)
+    produced["hub_job"] = {"id": job.id, "kind": job.kind, "access_request": job.request_id,
+                           "params": job.params, "site": site}
+    doc["produced_by"] = produced
     doc["inputs"] = inputs
-    doc["data_use"] = duo
-    doc.setdefault("issued_at", utcnow().isoformat() + "Z")
+    prev = doc.get("data_use") if isinstance(doc.get("data_use"), dict) else {}
+    codes = list(dict.fromkeys([*(prev.get("duo") or []), *duo]))
+    doc["data_use"] = {
+        "duo": codes,
+        "source": "the input datasets' DUO codes (Data Use Ontology, GA4GH) as registered "
+                  "at the hub",
+        "note": None if codes else "no DUO codes were given with the inputs: ask the data "
+                "holders for the data-use conditions before any reuse",
+    }
+    try:
+        validate_passport(doc)
+    except Exception as e:  # noqa: BLE001 - SchemaError names the field, no data values
+        raise Invalid(f"the release's passport does not fit the passport schema: {e}",
+                      fix="send the passport the secured-bio command wrote (--passport)") from e
     return doc
 
 

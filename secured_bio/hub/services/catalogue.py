@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from sqlalchemy import select
@@ -40,7 +41,8 @@ def register_datasets(session: Session, site: Site, datasets: list[dict[str, Any
         ds.meta = meta
         ds.duo = [str(c) for c in item.get("duo") or []]
         ds.contact = str(item.get("contact") or "")[:200]
-        ds.fingerprint = str(item.get("fingerprint") or "")[:64]
+        fp = str(item.get("fingerprint") or "").removeprefix("sha256:").lower()
+        ds.fingerprint = fp if re.fullmatch(r"[0-9a-f]{64}", fp) else ""
         ds.updated_at = utcnow()
         session.add(ds)
         out.append(ds)

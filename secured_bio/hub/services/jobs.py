@@ -36,7 +36,7 @@ __all__ = ["KIND_DATASETS", "create_job", "claim_task", "report_progress", "comp
 #: job kind -> (dataset kinds allowed, whether one dataset per site across >= 2 sites)
 KIND_DATASETS: dict[str, tuple[tuple[str, ...], bool]] = {
     "gwas_secure": (("genotypes",), True),
-    "fl_train": (("imaging", "vitals"), True),
+    "fl_train": (("imaging",), True),
     "anonymize": (("clinical",), False),
     "synthesize": (("clinical", "vitals"), False),
     "education_cases": (("clinical",), False),
@@ -91,6 +91,15 @@ def create_job(session: Session, user: User, *, request_id: int, kind: str,
         raise Invalid("no dataset given", fix="give the datasets the job runs on")
     check_grant(req, user, kind, dataset_ids)
     eps = _check_params(kind, params)
+    if kind != "fl_train":  # fl_train params are checked where its Flower run starts
+        from secured_bio.errors import SecuredBioError
+        from secured_bio.hub.agent.runners import check_params
+
+        try:  # the agents' own allow-list: refuse now rather than fail at the sites
+            check_params(kind, params)
+        except SecuredBioError as e:
+            raise Invalid(str(e), fix="params are named as the CLI options; see "
+                          "docs/hub_design.md for each job kind's list") from e
     datasets = [session.get(Dataset, i) for i in dataset_ids]
     allowed, multi = KIND_DATASETS[kind]
     for ds in datasets:
@@ -189,10 +198,16 @@ def report_progress(session: Session, site: Site, task_id: int, progress: float,
 
 def complete_task(session: Session, site: Site, task_id: int, status: str,
                   error: str | None) -> Task:
-    """Mark a site's task finished."""
+    """Mark a site's task finished (again with the status it has: a no-op).
+
+    The hub itself marks the tasks of a federated job succeeded when its run ends; the
+    sites' agents then report the same end.
+    """
     if status not in ("succeeded", "failed"):
         raise Invalid(f"unknown task status {status!r}", fix="use succeeded or failed")
     task = _own_task(session, site, task_id)
+    if task.status == status:
+        return task
     if task.status != "running":
         raise Conflict(f"task {task_id} is {task.status}, not running")
     task.status = status

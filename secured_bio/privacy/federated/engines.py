@@ -39,6 +39,13 @@ SuperNodes.  Each SuperNode's own Runtime API (used by its ClientApp processes o
 host) stays plain HTTP on 127.0.0.1.  ``engine`` in the result records ``tls``, ``node_auth``,
 the certificates' SHA-256 fingerprints and the SuperLink's command line (paths only, never key
 material).
+
+``remote_sites`` (a :class:`RemoteSites`) runs only the server half of the deployment: the
+SuperLink listens on ``listen`` and is reached by the sites at ``host``; no SuperNode is started
+here - each site starts its own (``flower-supernode --superlink HOST:PORT --node-config
+"partition-id=i num-partitions=n data-dir=..."``, the hub's site agents do).  ``ready`` is
+called with what a site needs (the address, and with TLS the CA certificate as PEM text: public,
+never a private key); setting ``stop`` ends the run early (:class:`ProtocolError`).
 """
 
 from __future__ import annotations
@@ -54,8 +61,9 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -71,7 +79,7 @@ from secured_bio.privacy.federated.task import FederatedTask, load_task
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["FederatedResult", "run_federated", "ENGINES"]
+__all__ = ["FederatedResult", "RemoteSites", "run_federated", "ENGINES"]
 
 #: Engine names accepted by :func:`run_federated`.
 ENGINES = ("simulation", "deployment", "inprocess")
@@ -154,6 +162,32 @@ class FederatedResult:
                 "share": over / total if total > 0 else math.inf}
 
 
+@dataclass(frozen=True)
+class RemoteSites:
+    """The deployment's SuperNodes run elsewhere (one per site); only the SuperLink runs here.
+
+    Attributes
+    ----------
+    host
+        Address the sites reach the SuperLink at (also put in its TLS certificate).
+    listen
+        Interface the SuperLink binds (``0.0.0.0`` for all).
+    port
+        Its port (0: a free one).
+    ready
+        Called once the SuperLink accepts connections, with ``superlink`` (``HOST:PORT``) and
+        ``root_certificates`` (the CA certificate as PEM text, or None without TLS).
+    stop
+        Set it to end the run early; the run then raises :class:`ProtocolError`.
+    """
+
+    host: str
+    listen: str = "127.0.0.1"
+    port: int = 0
+    ready: Callable[[dict[str, Any]], None] | None = None
+    stop: threading.Event | None = None
+
+
 def _check_int(name: str, value: Any, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
         raise ConfigError(f"{name} must be an integer >= {minimum}", where=_WHERE,
@@ -202,6 +236,7 @@ def run_federated(
     tls: bool = False,
     tls_dir: str | os.PathLike[str] | None = None,
     node_auth: bool = False,
+    remote_sites: RemoteSites | None = None,
 ) -> FederatedResult:
     """Train ``task`` across ``num_sites`` sites with Flower and return the global model.
 
@@ -254,6 +289,11 @@ def run_federated(
         ``tls``).
     node_auth
         Deployment with TLS only: SuperNode authentication with one registered key per site.
+    remote_sites
+        Deployment only: run the SuperLink and the ServerApp here and wait for ``num_sites``
+        SuperNodes started elsewhere (see :class:`RemoteSites`); with ``tls`` the certificate
+        also names ``remote_sites.host``.  Not with ``node_auth`` or ``site_data_dirs`` (each
+        site names its data folder in its own node config).
 
     Returns
     -------
@@ -319,6 +359,11 @@ def run_federated(
         raise ConfigError("TLS and node authentication apply to the deployment engine only",
                           where=_WHERE, got=f"engine={engine!r}",
                           fix="use engine='deployment', or drop tls/tls_dir/node_auth")
+    if remote_sites is not None and (engine != "deployment" or node_auth or dirs):
+        raise ConfigError("remote sites run on the deployment engine, without node "
+                          "authentication or data folders", where=_WHERE,
+                          got=f"engine={engine!r}, node_auth={node_auth}, {len(dirs)} folders",
+                          fix="each site names its data-dir in its SuperNode's node config")
     if node_auth and not tls:
         raise ConfigError("SuperNode authentication needs TLS", where=_WHERE,
                           expected="tls=True", got="tls=False", fix="pass tls=True")
@@ -353,7 +398,7 @@ def run_federated(
     work.mkdir(parents=True, exist_ok=True)
     if engine == "deployment":
         security = _Security(tls=tls, tls_dir=Path(tls_dir).resolve() if tls_dir else None,
-                             node_auth=bool(node_auth))
+                             node_auth=bool(node_auth), remote=remote_sites)
         info = _deploy(cfg, work, float(timeout_s), int(num_cpus), security)
     else:
         runner = {"simulation": _simulate, "inprocess": _inprocess}[engine]
@@ -471,12 +516,13 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _wait_port(port: int, deadline: float, proc: subprocess.Popen[bytes], log: Path) -> None:
+def _wait_port(port: int, deadline: float, proc: subprocess.Popen[bytes], log: Path, *,
+               host: str = "127.0.0.1") -> None:
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise ProtocolError("a Flower process exited during start-up", where=str(log),
                                 got=f"exit code {proc.returncode}", fix=f"see {log}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
+        with contextlib.suppress(OSError), socket.create_connection((host, port), 0.5):
             return
         time.sleep(0.2)
     raise ProtocolError("a Flower process did not start in time", where=str(log),
@@ -716,6 +762,7 @@ class _Security:
     tls: bool = False
     tls_dir: Path | None = None
     node_auth: bool = False
+    remote: RemoteSites | None = None
 
 
 def _register_supernodes(pubs: list[Path], env: dict[str, str], logs: Path,
@@ -746,22 +793,29 @@ def _deploy(cfg: dict[str, Any], work: Path, timeout: float, num_cpus: int,
     home = Path(env["FLWR_HOME"])
     home.mkdir(parents=True, exist_ok=True)
     n = int(cfg["num-sites"])
-    link = _free_port()
+    remote = sec.remote
+    link = (remote.port if remote else 0) or _free_port()
+    listen = remote.listen if remote else "127.0.0.1"
+    local = "127.0.0.1" if listen in ("0.0.0.0", "::") else listen  # where we connect
     link_tls: list[str] = ["--insecure"]
     node_tls: list[str] = ["--insecure"]
     conn_tls = "insecure = true"
     tls_info: dict[str, Any] = {"tls": sec.tls, "node_auth": sec.node_auth}
     keys: list[tuple[Path, Path]] = []
+    ca_pem: str | None = None  # the CA certificate: public, handed to remote sites
     if sec.tls:
         from secured_bio.privacy.federated.certs import load_tls_dir, make_loopback_tls
 
-        tls = load_tls_dir(sec.tls_dir) if sec.tls_dir else make_loopback_tls(work / "tls")
+        hosts = ["127.0.0.1", "localhost", *([remote.host, local] if remote else [])]
+        tls = load_tls_dir(sec.tls_dir) if sec.tls_dir else make_loopback_tls(
+            work / "tls", hosts=list(dict.fromkeys(hosts)))
         link_tls = ["--ssl-ca-certfile", str(tls.ca_cert), "--ssl-certfile",
                     str(tls.server_cert), "--ssl-keyfile", str(tls.server_key)]
         node_tls = ["--root-certificates", str(tls.ca_cert)]
         conn_tls = f"root-certificates = {json.dumps(str(tls.ca_cert.resolve()))}"
         tls_info["tls_fingerprints"] = tls.fingerprints()
         tls_info["tls_dir"] = str(tls.ca_cert.parent)
+        ca_pem = tls.ca_cert.read_text(encoding="utf-8")
         if sec.node_auth:
             from secured_bio.privacy.federated.certs import make_supernode_keys
 
@@ -769,7 +823,7 @@ def _deploy(cfg: dict[str, Any], work: Path, timeout: float, num_cpus: int,
             link_tls.append("--enable-supernode-auth")
     with atomic_path(home / "config.toml") as tmp:
         tmp.write_text('[superlink]\ndefault = "secured-bio"\n\n[superlink.secured-bio]\n'
-                       f'address = "127.0.0.1:{link}"\n{conn_tls}\n', encoding="utf-8")
+                       f'address = "{local}:{link}"\n{conn_tls}\n', encoding="utf-8")
     app = write_app_dir(cfg, work / "app")
     dirs = json.loads(cfg["site-data-dirs"])
     procs = _Processes()
@@ -777,17 +831,19 @@ def _deploy(cfg: dict[str, Any], work: Path, timeout: float, num_cpus: int,
     deadline = t0 + timeout
     timings: dict[str, float] = {}
     rc = None
-    sl_cmd = [str(_BIN / "flower-superlink"), *link_tls, "--host", "127.0.0.1",
+    sl_cmd = [str(_BIN / "flower-superlink"), *link_tls, "--host", listen,
               "--port", str(link), "--disable-runtime-dependency-installation"]
     try:
         sl_log = logs / "superlink.log"
         sl = procs.start(sl_cmd, env, sl_log)
-        _wait_port(link, deadline, sl, sl_log)
+        _wait_port(link, deadline, sl, sl_log, host=local)
         timings["superlink_ready_s"] = time.monotonic() - t0
+        if remote is not None and remote.ready is not None:
+            remote.ready({"superlink": f"{remote.host}:{link}", "root_certificates": ca_pem})
         if keys:
             _register_supernodes([pub for _, pub in keys], env, logs, deadline)
             timings["register_s"] = time.monotonic() - t0 - timings["superlink_ready_s"]
-        for i in range(n):
+        for i in range(0 if remote else n):
             node_cfg = f"partition-id={i} num-partitions={n}"
             if dirs:
                 node_cfg += f" data-dir={json.dumps(dirs[i])}"
@@ -803,6 +859,9 @@ def _deploy(cfg: dict[str, Any], work: Path, timeout: float, num_cpus: int,
         while time.monotonic() < deadline and not res.is_file():
             procs.scan()
             _raise_server_error(work / "results", run_log)
+            if remote is not None and remote.stop is not None and remote.stop.is_set():
+                raise ProtocolError("the federated run was stopped before it ended",
+                                    where=str(logs), fix="start the run again")
             if runner.poll() is not None and runner.returncode != 0:
                 raise ProtocolError("'flwr run' failed", where=str(run_log),
                                     got=f"exit code {runner.returncode}", fix=f"see {run_log}")

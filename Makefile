@@ -12,6 +12,8 @@ PYTEST_ARGS ?=
 # Reference tools from Debian used by cross-check tests (plink2/plink1.9 for GWAS, bcftools/tabix for VCF)
 # and chromium, the headless browser that checks the results page (results/index.html) renders.
 SYSTEM_TOOLS := plink2 plink1.9 bcftools tabix chromium
+# PostgreSQL server for the hub's tests (its initdb is not on PATH: checked by file below).
+SYSTEM_SERVERS := postgresql
 # Real (1000 Genomes) VCF/BCF files for ingest tests: Debian's bio-eagle-examples (1.5 MB).
 SYSTEM_DATA := bio-eagle-examples
 REAL_VCF_DIR := /usr/share/doc/bio-eagle/examples
@@ -20,7 +22,7 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 export FLWR_TELEMETRY_ENABLED := 0
 export FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION := 1
 
-.PHONY: help install sysdeps demo report test lint docs constraints clean distclean
+.PHONY: help install sysdeps demo hub report test lint docs constraints clean distclean
 
 help:  ## show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -47,21 +49,26 @@ $(STAMP): pyproject.toml constraints.txt
 	set -o pipefail; $(PIP) install -c constraints.txt -e ".[dev,docs]" 2>&1 | $(PIP_FILTER)
 	@touch $(STAMP)
 
-sysdeps:  ## install the Debian reference tools (plink2, plink1.9, bcftools, tabix, chromium) and real test VCFs when missing
+sysdeps:  ## install the Debian reference tools (plink2, plink1.9, bcftools, tabix, chromium), PostgreSQL (hub tests) and real test VCFs when missing
 	@missing=""; for t in $(SYSTEM_TOOLS); do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
 	test -f $(REAL_VCF_DIR)/EUR_test.vcf.gz || missing="$$missing $(SYSTEM_DATA)"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing $(SYSTEM_SERVERS)"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing reference tools and data:$$missing"; \
-	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_TOOLS) $(SYSTEM_DATA) >/dev/null) \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_TOOLS) $(SYSTEM_SERVERS) $(SYSTEM_DATA) >/dev/null) \
 	      || echo "warning: could not install$$missing; reference cross-checks will fail"; \
-	  else echo "warning: missing$$missing (install them: apt-get install $(SYSTEM_TOOLS) $(SYSTEM_DATA))"; fi; \
+	  else echo "warning: missing$$missing (install them: apt-get install $(SYSTEM_TOOLS) $(SYSTEM_SERVERS) $(SYSTEM_DATA))"; fi; \
 	fi
 
 demo: install  ## run every pilot on its demo cohort (3 sites) with Snakemake and print a summary
 	$(VENV)/bin/snakemake --cores $(CORES) --printshellcmds
 	@echo; cat results/summary.md
 	@echo "Each pilot's outputs: results/<pilot>/run/; logs: logs/; Snakemake report: make report"
+
+HUB_PORT ?= 8400
+hub: install  ## start the Innohub demo (hub + 3 site agents + demo users) on http://127.0.0.1:8400
+	$(VENV)/bin/secured-bio hub demo --port $(HUB_PORT) --data-dir hub-demo
 
 report: install  ## Snakemake HTML report of the last demo run (results/report.html)
 	$(VENV)/bin/snakemake --report results/report.html
@@ -82,7 +89,7 @@ constraints: install  ## regenerate constraints.txt from the current .venv
 	$(PIP) freeze --exclude-editable | grep -v -i -E '^(secured-bio|torch)==' > constraints.txt
 
 clean:  ## remove workflow outputs
-	rm -rf results logs .snakemake
+	rm -rf results logs .snakemake hub-demo
 
 distclean: clean  ## also remove the virtual environment
 	rm -rf $(VENV)

@@ -131,9 +131,29 @@ def test_readme_block__every_command_works(block, tmp_path, env):
             else:  # too slow or a template: the command must at least explain itself
                 res = _run([str(BIN / "secured-bio"), *path, "--help"], tmp_path, env)
                 assert res.returncode == 0 and "Usage:" in res.stdout, line
+        elif args[0] == "curl" or line.startswith("TOKEN=$(curl"):
+            _check_hub_route(line)
         else:
             pytest.fail(f"README command of an unknown kind: {line!r}; teach "
                         "tests/test_readme.py how to check it")
+
+
+def _check_hub_route(line: str) -> None:
+    """A curl call of the hub's REST API: the route and method must exist (the end-to-end
+    tests in tests/hub run them against a real hub)."""
+    import tempfile
+
+    from secured_bio.hub.app import create_app
+    from secured_bio.hub.settings import HubSettings
+
+    m = re.search(r"localhost:8400(/api/v1/[\w/{}-]+)", line)
+    assert m, f"{line!r}: no hub URL"
+    method = "POST" if " -d " in f" {line} " else "GET"
+    with tempfile.TemporaryDirectory() as d:
+        app = create_app(HubSettings(data_dir=Path(d)))
+        routes = {(r.path, meth) for r in app.routes for meth in getattr(r, "methods", ())}
+        app.state.engine.dispose()
+    assert (m.group(1), method) in routes, f"{line!r}: the hub has no {method} {m.group(1)}"
 
 
 def test_readme__blocks_found():

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -22,7 +23,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from secured_bio.hub.db import make_engine, make_sessionmaker, migrate, session_scope
+from secured_bio.hub.db import (
+    is_sqlite,
+    make_engine,
+    make_sessionmaker,
+    migrate,
+    session_scope,
+)
 from secured_bio.hub.errors import HubError
 from secured_bio.hub.settings import HubSettings
 
@@ -111,7 +118,8 @@ def create_app(settings: HubSettings | None = None, *, run_migrations: bool = Tr
     run_migrations
         Bring the database schema up to date first (Alembic).
     """
-    from secured_bio.hub.routes import agent, api
+    from secured_bio.hub.routes import agent, api, beacon
+    from secured_bio.hub.services.beacon import BeaconBroker
     from secured_bio.hub.services.accounts import LoginLimiter
     from secured_bio.hub.services.audit import ensure_head
     from secured_bio.hub.services.coordination import worker_alive
@@ -135,9 +143,15 @@ def create_app(settings: HubSettings | None = None, *, run_migrations: bool = Tr
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessions = sessions
+    # concurrent request sessions per process (see deps.db_slot): SQLite has one writer (every
+    # transaction is BEGIN IMMEDIATE); PostgreSQL at most the pool's connections
+    app.state.db_slots = 1 if is_sqlite(engine) else (
+        engine.pool.size() + engine.pool._max_overflow)  # type: ignore[attr-defined]
+    app.state.db_slot_semaphores = weakref.WeakKeyDictionary()
     app.state.signing_key = settings.signing_key()
     app.state.login_limiter = LoginLimiter(settings.login_attempts_per_minute)
     app.state.coordinate = _coordinator(settings, sessions)
+    app.state.beacon = BeaconBroker()
 
     @app.exception_handler(HubError)
     async def _hub_error(request: Request, exc: HubError) -> Response:
@@ -171,6 +185,8 @@ def create_app(settings: HubSettings | None = None, *, run_migrations: bool = Tr
 
     app.include_router(api.router)
     app.include_router(agent.router)
+    app.include_router(beacon.router)
+    app.include_router(beacon.agent_router)
     _mount_pages(app, settings)
     app.add_middleware(SessionMiddleware, secret_key=app.state.signing_key,
                        session_cookie="sb_session", max_age=settings.session_minutes * 60,

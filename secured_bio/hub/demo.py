@@ -113,8 +113,7 @@ def start_demo(*, port: int = 8400, data_dir: Path = Path("hub-demo"), host: str
         write_hub_demo_data(sites_dir)
     password = password or os.environ.get("SECURED_BIO_HUB_DEMO_PASSWORD") or (
         secrets.token_urlsafe(12))
-    settings = HubSettings(data_dir=data_dir / "hub", host=host, port=port,
-                           **({"db": db} if db else {}))
+    settings = HubSettings(data_dir=data_dir / "hub", host=host, port=port, db=db)
     app = create_app(settings)
     token_files = _seed(app, data_dir, password)
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off",

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+from collections.abc import AsyncIterator, Iterator
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -15,7 +16,7 @@ from secured_bio.hub.models import Site, User
 from secured_bio.hub.services.accounts import site_for_token
 from secured_bio.hub.settings import HubSettings
 
-__all__ = ["get_session", "get_settings", "current_user", "current_site", "require_role",
+__all__ = ["db_slot", "get_session", "get_settings", "current_user", "current_site", "require_role",
            "SessionDep", "UserDep", "SiteDep", "SettingsDep"]
 
 _bearer = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
@@ -26,8 +27,35 @@ def get_settings(request: Request) -> HubSettings:
     return request.app.state.settings  # type: ignore[no-any-return]
 
 
-def get_session(request: Request) -> Iterator[Session]:
-    """Return a session per request: committed when the route returns, rolled back on error."""
+async def db_slot(request: Request) -> AsyncIterator[None]:
+    """Wait, on the event loop, for one of this process's database slots.
+
+    A request's session spans several hops through the worker-thread pool (dependencies, then
+    the route).  Were every worker thread blocked waiting for the database (SQLite's single
+    writer lock, or a free pooled connection) while the request that holds it waits for a
+    thread to run its route, the hub would stall until the database timeouts (30 s) and
+    answer 500.  Waiting here holds no thread, so the holder always gets one.
+    """
+    limit = getattr(request.app.state, "db_slots", 0)
+    if not limit:
+        yield
+        return
+    loop = asyncio.get_running_loop()
+    semaphores = request.app.state.db_slot_semaphores
+    sem = semaphores.get(loop)
+    if sem is None:
+        sem = semaphores[loop] = asyncio.Semaphore(limit)
+    async with sem:
+        yield
+
+
+def get_session(request: Request,
+                _slot: Annotated[None, Depends(db_slot, scope="function")]) -> Iterator[Session]:
+    """Return a session per request: committed when the route returns, rolled back on error.
+
+    Committed before the response is sent (``scope="function"``), so a client that got its
+    answer reads its own write in its next request.
+    """
     with request.app.state.sessions() as session:
         try:
             yield session
@@ -37,7 +65,7 @@ def get_session(request: Request) -> Iterator[Session]:
             raise
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 SettingsDep = Annotated[HubSettings, Depends(get_settings)]
 
 

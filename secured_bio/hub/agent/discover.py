@@ -626,6 +626,10 @@ def _describe_imaging(ds: LocalDataset) -> dict[str, Any]:
         "has_participants_table": ds.has("participants"),
         "has_atlas": ds.has("atlas"),
     }
+    if ds.has("atlas"):  # the number of atlas regions sizes the federated model at the hub
+        from secured_bio.imaging.io import load_atlas
+
+        meta["n_rois"] = len(load_atlas(ds.file("atlas")).labels)
     del subjects
     return meta
 

@@ -467,7 +467,7 @@ def run_task(task: Mapping[str, Any], datasets: Mapping[str, LocalDataset],
 
 
 def _imaging_folder(ds: LocalDataset) -> Path:
-    """The folder holding an imaging dataset's ``sub-*`` series (what the pilot reads)."""
+    """Return the folder holding an imaging dataset's ``sub-*`` series (the pilot reads it)."""
     series = ds.files["series"][0]
     for parent in series.parents:
         if parent.name.startswith("sub-"):

@@ -127,7 +127,7 @@ def _enrich_passport(session: Session, doc: dict[str, Any], *, name: str, digest
                            "params": job.params, "site": site}
     doc["produced_by"] = produced
     doc["inputs"] = inputs
-    prev = doc.get("data_use") if isinstance(doc.get("data_use"), dict) else {}
+    prev: dict[str, Any] = doc["data_use"] if isinstance(doc.get("data_use"), dict) else {}
     codes = list(dict.fromkeys([*(prev.get("duo") or []), *duo]))
     doc["data_use"] = {
         "duo": codes,

@@ -88,26 +88,52 @@ class ChainReport:
 
 
 def verify_chain(session: Session) -> ChainReport:
-    """Recompute the chain and report the first event that does not fit."""
+    """Recompute the chain and report the first event that does not fit.
+
+    The events and the head are read by two statements; an event appended by another worker
+    in between makes them disagree, so a disagreement at the end is read again before it is
+    reported.
+    """
+    report, at_head = _verify_once(session)
+    for _ in range(3):
+        if not at_head:
+            break
+        report, at_head = _verify_once(session)
+    return report
+
+
+def _verify_once(session: Session) -> tuple[ChainReport, bool]:
+    """One pass; the flag says whether the problem is only a mismatch with the head."""
     prev, expected_seq, count = GENESIS, 1, 0
     rows = session.execute(select(AuditEvent).order_by(AuditEvent.id)).scalars()
     for ev in rows:
         count += 1
         if ev.id != expected_seq:
             return ChainReport(False, count, prev, expected_seq,
-                               f"event {expected_seq} is missing (next is {ev.id})")
+                               f"event {expected_seq} is missing (next is {ev.id})"), False
         if ev.prev_hash != prev:
             return ChainReport(False, count, prev, ev.id,
-                               f"event {ev.id} does not link to event {ev.id - 1}")
+                               f"event {ev.id} does not link to event {ev.id - 1}"), False
         digest = _digest(ev.id, ev.ts.isoformat(), ev.actor, ev.action, ev.target,
                          ev.details, ev.prev_hash)
         if digest != ev.hash:
             return ChainReport(False, count, prev, ev.id,
-                               f"event {ev.id} was changed after it was written")
+                               f"event {ev.id} was changed after it was written"), False
         prev, expected_seq = ev.hash, expected_seq + 1
-    head = session.get(AuditHead, 1)
-    if head is not None and (head.seq != expected_seq - 1 or head.hash != prev):
-        return ChainReport(False, count, prev, expected_seq,
-                           f"the chain ends at event {expected_seq - 1} but the head says "
-                           f"{head.seq}: events were removed from the end")
-    return ChainReport(True, count, prev)
+    last = expected_seq - 1
+    # a fresh read (not the session's cached object): the head as committed now
+    head = session.execute(
+        select(AuditHead.seq, AuditHead.hash).where(AuditHead.id == 1)).first()
+    if head is None or (head.seq == last and head.hash == prev):
+        return ChainReport(True, count, prev), False
+    if head.seq < last:
+        return ChainReport(False, count, prev, head.seq + 1,
+                           f"event {head.seq + 1} comes after the chain's head (event "
+                           f"{head.seq}): it was inserted, not appended by the hub"), True
+    if head.seq > last:
+        return ChainReport(False, count, prev, last + 1,
+                           f"the chain ends at event {last} but the head says {head.seq}: "
+                           "events were removed from the end"), True
+    return ChainReport(False, count, prev, last,
+                       f"event {last} does not match the chain's head: the chain was "
+                       "rewritten"), True

@@ -323,16 +323,13 @@ def _write_outputs(out: Path, result: Any, doc: dict[str, Any], params: dict[str
     with atomic_write(metrics) as fh:
         json.dump(_jsonable(doc), fh, indent=2, default=str)
     model = result.save(out / "federated_model.npz")
-    passport: dict[str, Any] = {}
-    try:
-        from secured_bio.passport import build_passport
-    except ImportError:  # the passport library is optional for the hub
-        return [(model, "federated_model", passport), (metrics, "report", passport)]
-    common = {"command": "secured-bio hub job fl_train", "parameters": params,
-              "job": str(job_id)}
-    passport = build_passport(model, kind="federated_model", report=doc,
-                              companions=[metrics], **common)
-    report = build_passport(metrics, kind="report", report=doc, **common)
+    from secured_bio.passport import build_passport
+
+    command = "secured-bio hub job fl_train"
+    passport = build_passport(model, kind="federated_model", report=doc, command=command,
+                              parameters=params, job=str(job_id), companions=[metrics])
+    report = build_passport(metrics, kind="report", report=doc, command=command,
+                            parameters=params, job=str(job_id))
     return [(model, "federated_model", passport), (metrics, "report", report)]
 
 

@@ -213,6 +213,7 @@ def complete_task(session: Session, site: Site, task_id: int, status: str,
     task.status = status
     task.error = (error or "")[:2000] or None
     task.progress = 1.0 if status == "succeeded" else task.progress
+    task.message = "finished" if status == "succeeded" else "failed"
     task.finished_at = utcnow()
     refresh_status(session, task.job)
     append_event(session, actor=f"site:{site.name}", action=f"task.{status}",

@@ -40,9 +40,7 @@ classification
     ``framework``, ``thresholds`` and ``threshold_notes``.
 data_use
     DUO codes inherited from the inputs (and any given with the artifact).
-
-Notes
------
+notes (two lists of sentences)
     ``cross_border`` (GDPR Chapter V: adequacy decision Art. 45, appropriate safeguards such
     as standard contractual clauses Art. 46, derogations Art. 49) and ``ehds`` (secondary use
     under Regulation (EU) 2025/327, purposes of Art. 53, data permits, secure processing
@@ -84,8 +82,8 @@ one fails, ``not_measured`` otherwise. Missing evidence never gives "anonymous".
   against the model is listed as missing evidence / residual risk.
 * Report -> ``aggregate``, with a small-cell check listed as missing.
 
-Examples
---------
+Example
+-------
 >>> import tempfile, pathlib
 >>> d = pathlib.Path(tempfile.mkdtemp())
 >>> _ = (d / "release.csv").write_text("age\\n[30-39]\\n")

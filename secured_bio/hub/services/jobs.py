@@ -38,7 +38,7 @@ KIND_DATASETS: dict[str, tuple[tuple[str, ...], bool]] = {
     "gwas_secure": (("genotypes",), True),
     "fl_train": (("imaging",), True),
     "anonymize": (("clinical",), False),
-    "synthesize": (("clinical", "vitals"), False),
+    "synthesize": (("clinical",), False),
     "education_cases": (("clinical",), False),
 }
 _PARAM = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
@@ -119,10 +119,10 @@ def create_job(session: Session, user: User, *, request_id: int, kind: str,
         raise Invalid(f"{kind} runs across sites: give datasets of two or more sites")
     if not multi and len(datasets) != 1:
         raise Invalid(f"{kind} runs on one dataset at one site", fix="give one dataset")
-    if kind == "gwas_secure" and len(sites) == 2 and not params.get("allow_two_sites"):
+    if kind == "gwas_secure" and len(sites) == 2:
         raise Invalid("a secure GWAS of two sites lets each site subtract its own sums from "
-                      "the total and learn the other's", fix="use three or more sites "
-                      "(or set allow_two_sites after reading SECURITY.md)")
+                      "the total and learn the other's", fix="use three or more sites (two "
+                      "sites can run 'secured-bio gwas party --allow-two-sites' themselves)")
     if eps:
         if req.dp_budget is None:
             raise Forbidden("the grant sets no DP budget for differentially private jobs",

@@ -326,6 +326,33 @@ def _worst_gap(fairness: Any, gap: str = "equalized_odds_difference") -> tuple[s
     return best
 
 
+def _fairness_figures(fs: Any) -> list[Figure]:
+    """Worst-group AUROC and the group gaps of ``fairness_summary``, with their 95 % CIs."""
+    if not isinstance(fs, Mapping):
+        return []
+
+    def ci(key: str) -> str:
+        v = _get(fs, key) or {}
+        if _num(v.get("value")) is None:
+            return "n/a"
+        if _num(v.get("lo")) is None:
+            return _f(v.get("value"))
+        return f"{_f(v.get('value'))} [{_f(v.get('lo'))}-{_f(v.get('hi'))}]"
+
+    option = str(fs.get("option", "none"))
+    return [
+        Figure("worst-group AUROC", f"{ci('worst_group_auroc')} (mean {ci('mean_auroc')}, "
+               f"worst site {ci('worst_site_auroc')})",
+               "lowest AUROC of a sex or age-band group of held-out rows, 95 % bootstrap CI "
+               f"in brackets; fairness option: {option}"),
+        Figure("group gaps", f"equalized odds {ci('equalized_odds_gap')}, demographic "
+               f"parity {ci('demographic_parity_gap')}",
+               "largest difference between groups in error rates / in the share predicted "
+               "positive at 0.5, with 95 % bootstrap CIs (at demo sizes a gap without a CI "
+               "means little)"),
+    ]
+
+
 def _federated_plots(root: Path, what: str) -> list[tuple[str, str]]:
     return [
         ("training_curves.png", f"Training curves of the federated {what} model: loss and "
@@ -384,6 +411,7 @@ def _tumor_classification(f: Path, doc: Mapping[str, Any]) -> PilotDigest:
         figures.append(Figure("largest equalized-odds difference", f"{eod:.2f} ({attr})",
                               "largest gap in true- or false-positive rate between groups; "
                               "0 = equal errors for every group"))
+    figures += _fairness_figures(doc.get("fairness_summary"))
     if ei:
         figures.append(Figure(
             "encrypted inference", f"{ei.get('n_scans')} scans, max difference "
@@ -432,6 +460,7 @@ def _telemonitoring(f: Path, doc: Mapping[str, Any]) -> PilotDigest:
         Figure("federated AUROC", _f(_get(doc, "federated", "auroc")), "the torch model "
                "trained with Flower across hospitals, without DP (centralized: "
                f"{_f(_get(doc, 'federated', 'centralized_auroc'))})"),
+        *_fairness_figures(_get(doc, "federated_run", "fairness_summary")),
     ]
     if dp:
         figures += [

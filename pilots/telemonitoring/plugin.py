@@ -234,7 +234,8 @@ def run(out_dir: Path, config: Mapping[str, Any]) -> dict[str, Any]:
     metrics["federated"] = {**fed["federated"], "centralized_auroc": fed["centralized"]["auroc"],
                             "gap": fed["gap"]["auroc"]}
     metrics["federated_run"] = {k: fed[k] for k in ("centralized", "per_site", "fairness",
-                                                    "rounds", "engine", "timing", "plan")}
+                                                    "fairness_summary", "rounds", "engine",
+                                                    "timing", "plan")}
     if config.get("dp_epsilon"):
         metrics.update(_dp_audit(out_dir, fed["plan"], config,
                                  out_dir / "federated_model.npz"))

@@ -60,6 +60,9 @@ class DemoHub:
                 p.kill()
         self.server.should_exit = True  # type: ignore[attr-defined]
         self.thread.join(15)
+        app = getattr(getattr(self.server, "config", None), "app", None)
+        if app is not None:  # close the pooled database connections
+            app.state.engine.dispose()
 
 
 def _seed(app: object, data_dir: Path, password: str) -> dict[str, Path]:

@@ -163,11 +163,12 @@ class TumorConnectivityTask(FederatedTask):
         train, test = stratified_split(y, test_fraction=float(self.params.get("test_fraction",
                                                                                 0.3)),
                                        seed=int(self.params.get("split_seed", 0)))
-        groups: dict[str, np.ndarray] = {}
+        every: dict[str, np.ndarray] = {}
         if "sex" in df.columns:
-            groups["sex"] = df["sex"].astype(str).to_numpy()[test]
+            every["sex"] = df["sex"].astype(str).to_numpy()
         if "age" in df.columns:
-            groups["age_band"] = age_bands(df["age"].to_numpy(dtype=float)[test])
+            every["age_band"] = age_bands(df["age"].to_numpy(dtype=float))
         site = str(df["site"].iloc[0]) if "site" in df.columns and len(df) else site_dir.name
         return SiteData(site=site, x_train=x[train], y_train=y[train], x_test=x[test],
-                        y_test=y[test], groups_test=groups)
+                        y_test=y[test], groups_test={k: v[test] for k, v in every.items()},
+                        groups_train={k: v[train] for k, v in every.items()})

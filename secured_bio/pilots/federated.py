@@ -35,6 +35,9 @@ FL_OPTIONS: dict[str, Any] = {
     "dp_clip": 1.0,
     "tls": False,
     "node_auth": False,
+    "fairness": "none",
+    "fairness_q": 1.0,
+    "fairness_lipschitz": None,
 }
 
 
@@ -89,6 +92,9 @@ def federated_run(
         dp_epsilon=None if opts["dp_epsilon"] is None else float(opts["dp_epsilon"]),
         dp_delta=float(opts["dp_delta"]), dp_clip=float(opts["dp_clip"]),
         tls=bool(opts["tls"]), node_auth=bool(opts["node_auth"]),
+        fairness=str(opts["fairness"]), fairness_q=float(opts["fairness_q"]),
+        fairness_lipschitz=(None if opts["fairness_lipschitz"] is None
+                            else float(opts["fairness_lipschitz"])),
     )
     metrics["plan"] = {"task": plan["task"], "task_params": plan["task_params"],
                        "site_data_dirs": plan.get("site_data_dirs"),

@@ -128,20 +128,23 @@ class TelemetryTask(FederatedTask):
         train, test = time_split(f, test_fraction=float(p.get("test_fraction", 0.3)))
         x = np.nan_to_num(f[feature_names(self._windows())].to_numpy(dtype=np.float32), nan=0.0)
         y = f["label"].to_numpy(dtype=np.float32)
-        ages = np.clip(f["age_years"].to_numpy(dtype=float)[test], 0, 18)
-        groups = {"sex": f["sex"].astype(str).to_numpy()[test],
-                  "age_band": age_bands(ages, edges=PAEDIATRIC_AGE_EDGES)}
+        ages = np.clip(f["age_years"].to_numpy(dtype=float), 0, 18)
+        every = {"sex": f["sex"].astype(str).to_numpy(),
+                 "age_band": age_bands(ages, edges=PAEDIATRIC_AGE_EDGES)}
+        groups = {k: v[test] for k, v in every.items()}
         fraction = float(p.get("audit_fraction", 0.0))
         if fraction <= 0:
             return SiteData(site=site_dir.name, x_train=x[train], y_train=y[train],
-                            x_test=x[test], y_test=y[test], groups_test=groups)
+                            x_test=x[test], y_test=y[test], groups_test=groups,
+                            groups_train={k: v[train] for k, v in every.items()})
         ids = f["patient_id"].astype(str).to_numpy()
         audit = _audit_rows(ids, y, train, fraction,
                             seed=[int(p.get("audit_seed", 0)), *site_dir.name.encode()])
         train &= ~audit
         return SiteData(site=site_dir.name, x_train=x[train], y_train=y[train], x_test=x[test],
                         y_test=y[test], groups_test=groups, x_audit=x[audit],
-                        y_audit=y[audit], ids_train=ids[train], ids_audit=ids[audit])
+                        y_audit=y[audit], ids_train=ids[train], ids_audit=ids[audit],
+                        groups_train={k: v[train] for k, v in every.items()})
 
 
 def _audit_rows(patients: np.ndarray, y: np.ndarray, train: np.ndarray, fraction: float, *,

@@ -30,7 +30,7 @@ from secured_bio.testing._cohort import (
     write_demo_cohort,
 )
 from secured_bio.testing._education import EducationCohort, simulate_education
-from secured_bio.testing._federated import LinearToyTask
+from secured_bio.testing._federated import DiabetesTableTask, LinearToyTask
 from secured_bio.testing._genotypes import GenotypeCohort, simulate_genotypes
 from secured_bio.testing._imaging import MODALITIES, ROI_PAIR, ImagingCohort, simulate_imaging
 from secured_bio.testing._oncology import ONCOLOGY_DIAGNOSES, OncologyTable, simulate_oncology
@@ -38,6 +38,7 @@ from secured_bio.testing._phantom import HeadPhantom, simulate_head_phantom
 from secured_bio.testing._vitals import VITALS, VitalsCohort, simulate_vitals, vital_norms
 
 __all__ = [
+    "DiabetesTableTask",
     "simulate_genotypes",
     "simulate_imaging",
     "simulate_vitals",

@@ -100,6 +100,7 @@ def simulate_vitals(
     deterioration_fraction: float = 0.3,
     missing_rate: float = 0.05,
     seed: int = 0,
+    group_shift: float = 0.0,
 ) -> VitalsCohort:
     """Simulate paediatric ward vital signs at several sites, with planted deteriorations.
 
@@ -141,6 +142,14 @@ def simulate_vitals(
         Share of missing measurements, in [0, 0.9].
     seed
         Seed (>= 0); the same seed gives byte-identical files.
+    group_shift
+        Planted subgroup shift for fairness benchmarks, in [0, 1] (0, the default, changes
+        nothing): children aged 1-4 years (the audit's ``1-4`` band, about 16 % of patients)
+        present deterioration atypically -- the HR, RR, blood-pressure and temperature
+        changes are scaled by ``1 - 2 * group_shift`` (0.5 removes them, 1 reverses them:
+        falling heart and breathing rates, as in exhausted toddlers) and the SpO2 fall by
+        ``1 - group_shift``, so a model fitted mostly on the other children mis-ranks their
+        episodes unless it learns the age interaction (``age_years`` is a feature).
 
     Returns
     -------
@@ -176,6 +185,7 @@ def simulate_vitals(
     deterioration_fraction = check_fraction("deterioration_fraction", deterioration_fraction,
                                             where=_WHERE)
     missing_rate = check_fraction("missing_rate", missing_rate, where=_WHERE, high=0.9)
+    group_shift = check_fraction("group_shift", group_shift, where=_WHERE)
     seed = check_seed(seed, where=_WHERE)
     out = as_dir(out_dir, where=_WHERE)
     sites = site_names(n_sites)
@@ -209,7 +219,7 @@ def simulate_vitals(
             for j in range(patients_per_site):
                 pid = f"{site}-{j + 1:0{width}d}"
                 pat = _simulate_patient(child_rng(seed, 31, i, j), bool(det[j]), n_times,
-                                        interval_minutes, missing_rate)
+                                        interval_minutes, missing_rate, group_shift)
                 w_pat.writerow([pid, f"{pat['age']:.2f}", pat["sex"]])
                 w_evt.writerow([pid, int(det[j]),
                                 pat["onset"].isoformat() if pat["onset"] is not None else ""])
@@ -241,6 +251,8 @@ def simulate_vitals(
             "interval_minutes": interval_minutes,
             "deterioration_fraction": deterioration_fraction,
             "missing_rate": missing_rate,
+            **({"group_shift": group_shift, "group_shift_ages": [1, 5]}
+               if group_shift else {}),
         },
         "vitals": {k: {"unit": v.unit, "loinc": v.loinc} for k, v in VITALS.items()},
         "blood_pressure_panel_loinc": _BP_PANEL[0],
@@ -271,7 +283,7 @@ def _fmt(v: float, decimals: int) -> str:
 
 def _simulate_patient(
     rng: np.random.Generator, deteriorates: bool, n_times: int, interval: int,
-    missing_rate: float,
+    missing_rate: float, group_shift: float = 0.0,
 ) -> dict[str, Any]:
     """One patient's age, sex, measurement times and values (NaN = missing)."""
     age = float(rng.uniform(0.05, 1.0) if rng.random() < 0.3 else rng.uniform(1.0, 18.0))
@@ -302,6 +314,8 @@ def _simulate_patient(
         z = offset + ar + circ + rng.normal(0.0, 0.3, n_times)
         med, sd = norms[vital]
         shift = _DETERIORATION[vital] * ramp
+        if group_shift and 1.0 <= age < 5.0:  # atypical presentation (planted shift)
+            shift = shift * (1.0 - (1.0 if vital == "spo2" else 2.0) * group_shift)
         if vital in ("spo2", "temperature"):
             x = med + sd * z + shift
         else:

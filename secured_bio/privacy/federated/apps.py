@@ -14,7 +14,9 @@ in (simulation through ``run_simulation``, which has no run config).
 Reveal set (what leaves a site): the model parameters after local training (masked by SecAgg+
 when on, clipped when DP is on), the number of training and test examples, the mean training
 loss, the local training time, and the site's test loss, AUROC and accuracy of the global
-model.  Under DP (central or local) the fit reply carries **no** exact training count (weight
+model; with ``fairness='qffl'`` also the loss of the incoming global model on the site's
+training rows (q-FedAvg's ``F_k``; :mod:`~secured_bio.privacy.federated.fairness`).  Under DP
+(central or local) the fit reply carries **no** exact training count (weight
 1: equal weights), training loss or training time -- they are not covered by epsilon, so they
 are not sent; with local DP-SGD (:mod:`~secured_bio.privacy.federated.dpsgd`) it carries the
 site's epsilon so far, noise multiplier, sampling rate, expected batch size and step count
@@ -35,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from secured_bio.errors import SecuredBioError
+from secured_bio.privacy.federated.fairness import QFFL_LOSS_KEY, group_weights
 from secured_bio.privacy.federated.strategies import Recorder
 from secured_bio.privacy.federated.task import FederatedTask, SiteData, SiteRef, load_task
 
@@ -146,6 +149,17 @@ def evaluate_site(task: FederatedTask, model: torch.nn.Module, data: SiteData
     return loss, n, {"auroc": auroc, "accuracy": acc}
 
 
+def train_loss_of(task: FederatedTask, model: torch.nn.Module, data: SiteData) -> float:
+    """Binary log-loss of ``model`` on the site's training rows (q-FedAvg's ``F_k``)."""
+    from sklearn.metrics import log_loss
+
+    y = np.asarray(data.y_train).reshape(-1).astype(int)
+    if y.size == 0:
+        return float("nan")
+    p = np.clip(task.predict(model, data.x_train).reshape(-1), 1e-7, 1 - 1e-7)
+    return float(log_loss(y, p, labels=[0, 1]))
+
+
 # -------------------------------------------------------------------------------- client
 def _make_client(cfg: Config, context: Context) -> NumPyClient:
     from flwr.client import NumPyClient
@@ -176,6 +190,7 @@ def _make_client(cfg: Config, context: Context) -> NumPyClient:
             t0 = time.perf_counter()
             seed = local_seed(int(cfg.get("seed", 0)), server_round, self.ref.partition_id)
             dp_metrics: dict[str, Any] = {}
+            fair_metrics: dict[str, Any] = {}
             if float(cfg.get("local-dp-epsilon", 0.0)) > 0:  # record-level DP-SGD (dpsgd.py)
                 res, eps = self.task.train_private(
                     self.model, self.data, epochs=int(cfg.get("local-epochs", 1)),
@@ -189,10 +204,18 @@ def _make_client(cfg: Config, context: Context) -> NumPyClient:
                               for k, v in res.metrics.items()}
                 dp_metrics["dp-epsilon"] = float(eps)
             else:
+                fairness = str(cfg.get("fairness", "none"))
+                if fairness == "qffl":  # q-FedAvg: the incoming global model's loss here
+                    fair_metrics[QFFL_LOSS_KEY] = train_loss_of(self.task, self.model,
+                                                                self.data)
+                extra: dict[str, Any] = {}
+                if fairness == "group_reweight":  # computed from this site's rows only
+                    extra["sample_weight"] = group_weights(self.data.groups_train,
+                                                           len(self.data.y_train))
                 res = self.task.train(
                     self.model, self.data, epochs=int(cfg.get("local-epochs", 1)),
                     lr=float(cfg.get("lr", 0.01)),
-                    proximal_mu=float(config.get("proximal_mu", 0.0)), seed=seed)
+                    proximal_mu=float(config.get("proximal_mu", 0.0)), seed=seed, **extra)
             train_s = time.perf_counter() - t0
             if dp_metrics or float(cfg.get("dp-noise-multiplier", 0.0)) > 0:
                 # Under DP only the (noised/clipped) parameters are covered by epsilon: no
@@ -200,7 +223,7 @@ def _make_client(cfg: Config, context: Context) -> NumPyClient:
                 # McMahan et al. 2018), no training loss, no timing (dp.privacy_scope).
                 return get_state(self.model), 1, {"site": self.data.site, **dp_metrics}
             metrics = {"site": self.data.site, "num-examples": int(res.num_examples),
-                       "loss": float(res.loss), "train-time-s": float(train_s)}
+                       "loss": float(res.loss), "train-time-s": float(train_s), **fair_metrics}
             return get_state(self.model), int(res.num_examples), metrics
 
         def evaluate(self, parameters: list[np.ndarray], config: dict[str, Any]

@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from secured_bio.privacy.federated.engines import ENGINES
+from secured_bio.privacy.federated.fairness import FAIRNESS
 from secured_bio.privacy.federated.strategies import STRATEGIES
 
 
@@ -51,6 +52,14 @@ def fl() -> None:
               "training-set size [default: the pilot's, 1000].")
 @click.option("--dp-epsilon", type=click.FloatRange(min=0.0, min_open=True), default=None,
               help="Central differential privacy: target epsilon for the whole run (per site).")
+@click.option("--fairness", type=click.Choice(FAIRNESS), default="none", show_default=True,
+              help="Fairness-aware training: qffl = q-FedAvg (not with --secagg or DP); "
+              "group_reweight = each site weighs its loss so that its sex x age-band groups "
+              "count equally (works with --secagg and central DP).")
+@click.option("--fairness-q", type=click.FloatRange(min=0.0), default=1.0, show_default=True,
+              help="q of q-FedAvg (0: plain averaging; larger: fairer across sites).")
+@click.option("--fairness-lipschitz", type=click.FloatRange(min=0.0, min_open=True),
+              default=None, help="q-FedAvg's Lipschitz estimate L [default: 1/lr, as Flower].")
 @click.option("--tls", is_flag=True,
               help="Deployment engine: TLS on every Flower link (a throw-away CA for the run).")
 @click.option("--node-auth", is_flag=True,
@@ -68,14 +77,17 @@ def fl() -> None:
               "HTML page to FILE with the suffix .html; see secured_bio.passport).")
 def run(pilot: str, sites: int | None, rounds: int | None, engine: str, strategy: str,
         proximal_mu: float | None, local_epochs: int | None, lr: float | None, secagg: bool,
-        secagg_max_weight: float | None, dp_epsilon: float | None, tls: bool, node_auth: bool,
+        secagg_max_weight: float | None, dp_epsilon: float | None, fairness: str,
+        fairness_q: float, fairness_lipschitz: float | None, tls: bool, node_auth: bool,
         data: Path | None, seed: int | None,
         sets: tuple[str, ...], out_dir: Path, passport: Path | None) -> None:
     """Train a pilot's model centralized and federated on the same split; compare and audit.
 
     \b
     Writes OUT/metrics.json with centralized.auroc, federated.auroc, gap, per_site,
-    fairness (per site, sex and age band), rounds (per-round metrics), dp (epsilon),
+    fairness (per site, sex and age band), fairness_summary (mean / worst-site /
+    worst-group AUROC and equalized-odds / demographic-parity gaps with bootstrap CIs),
+    rounds (per-round metrics), dp (epsilon),
     secagg, engine and timing, plus training_curves.png, per_site.png and fairness.png.
     """
     import yaml
@@ -95,7 +107,10 @@ def run(pilot: str, sites: int | None, rounds: int | None, engine: str, strategy
              "secagg_max_weight": secagg_max_weight,
              "seed": seed, "data": None if data is None else str(data)}
     config.update({k: v for k, v in given.items() if v is not None})
-    config.update(engine=engine, strategy=strategy, secagg=secagg, tls=tls, node_auth=node_auth)
+    config.update(engine=engine, strategy=strategy, secagg=secagg, tls=tls, node_auth=node_auth,
+                  fairness=fairness, fairness_q=fairness_q)
+    if fairness_lipschitz is not None:
+        config["fairness_lipschitz"] = fairness_lipschitz
     doc = run_federated_pilot(pilot, out_dir, config)
     if passport is not None:
         from secured_bio.passport import build_passport, write_passport
@@ -114,6 +129,9 @@ def run(pilot: str, sites: int | None, rounds: int | None, engine: str, strategy
             f"{', SecAgg+' if secagg else ''})")
     if doc.get("dp"):
         line += f"; DP epsilon {doc['dp']['epsilon']:.2f}"
+    fs = doc.get("fairness_summary") or {}
+    if fairness != "none" and (fs.get("worst_group_auroc") or {}).get("value") is not None:
+        line += f"; {fairness}: worst-group AUROC {fs['worst_group_auroc']['value']:.3f}"
     click.echo(f"{line} -> {out_dir / 'metrics.json'}")
 
 
@@ -141,6 +159,14 @@ def run(pilot: str, sites: int | None, rounds: int | None, engine: str, strategy
 @click.option("--dp-delta", type=float, default=1e-5, show_default=True)
 @click.option("--dp-clip", type=click.FloatRange(min=0.0, min_open=True), default=1.0,
               show_default=True, help="L2 bound of each site's update.")
+@click.option("--fairness", type=click.Choice(FAIRNESS), default="none", show_default=True,
+              help="Fairness-aware training: qffl = q-FedAvg (not with --secagg or DP); "
+              "group_reweight = each site weighs its loss so that its sex x age-band groups "
+              "count equally (works with --secagg and central DP).")
+@click.option("--fairness-q", type=click.FloatRange(min=0.0), default=1.0, show_default=True,
+              help="q of q-FedAvg (0: plain averaging; larger: fairer across sites).")
+@click.option("--fairness-lipschitz", type=click.FloatRange(min=0.0, min_open=True),
+              default=None, help="q-FedAvg's Lipschitz estimate L [default: 1/lr, as Flower].")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--timeout", "timeout_s", type=click.FloatRange(min=1.0), default=900.0,
               show_default=True, help="Seconds for the whole run.")
@@ -148,7 +174,8 @@ def run(pilot: str, sites: int | None, rounds: int | None, engine: str, strategy
               help="Work folder: results/, logs/ and OUT/federated.json.")
 def run_task(task: str, task_params: str, sites: int, rounds: int, engine: str, strategy: str,
              proximal_mu: float, local_epochs: int, lr: float, secagg: bool,
-             secagg_max_weight: float,
+             secagg_max_weight: float, fairness: str, fairness_q: float,
+             fairness_lipschitz: float | None,
              dp_epsilon: float | None, dp_delta: float, dp_clip: float, seed: int,
              timeout_s: float, out_dir: Path) -> None:
     """Train TASK across sites; write OUT/federated.json (rounds, per-site metrics, DP)."""
@@ -167,7 +194,8 @@ def run_task(task: str, task_params: str, sites: int, rounds: int, engine: str, 
                         local_epochs=local_epochs, lr=lr, secagg=secagg,
                         secagg_max_weight=secagg_max_weight, dp_epsilon=dp_epsilon,
                         dp_delta=dp_delta, dp_clip=dp_clip, seed=seed, timeout_s=timeout_s,
-                        work_dir=out_dir)
+                        work_dir=out_dir, fairness=fairness, fairness_q=fairness_q,
+                        fairness_lipschitz=fairness_lipschitz)
     doc = {"format": "secured_bio.federated_run", "version": 1, "rounds": res.rounds,
            "per_site": res.per_site, "dp": res.dp, "secagg": res.secagg, "engine": res.engine,
            "overhead": res.overhead()}

@@ -55,6 +55,10 @@ class SiteData:
         from the same population as the training rows (e.g. a random patient-level split of
         the same period), so members and non-members differ only in membership.  None when
         the task keeps no such rows (the audit then falls back to the test rows).
+    groups_train
+        Optional subgroup labels of the training rows, same attributes as ``groups_test``;
+        used only at the site, for group-reweighted training
+        (:func:`~secured_bio.privacy.federated.fairness.group_weights`); never sent.
     ids_train, ids_audit
         Optional unit (e.g. patient) of each training and audit row: the audit then scores
         units (mean loss over their rows), since a unit, not a row, is in the training data
@@ -71,6 +75,7 @@ class SiteData:
     y_audit: np.ndarray | None = None
     ids_train: np.ndarray | None = None
     ids_audit: np.ndarray | None = None
+    groups_train: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -237,6 +237,9 @@ def run_federated(
     tls_dir: str | os.PathLike[str] | None = None,
     node_auth: bool = False,
     remote_sites: RemoteSites | None = None,
+    fairness: str = "none",
+    fairness_q: float = 1.0,
+    fairness_lipschitz: float | None = None,
 ) -> FederatedResult:
     """Train ``task`` across ``num_sites`` sites with Flower and return the global model.
 
@@ -289,6 +292,12 @@ def run_federated(
         ``tls``).
     node_auth
         Deployment with TLS only: SuperNode authentication with one registered key per site.
+    fairness, fairness_q, fairness_lipschitz
+        Fairness-aware training (:mod:`~secured_bio.privacy.federated.fairness`): ``"none"``,
+        ``"qffl"`` (q-FedAvg with ``q = fairness_q`` and Lipschitz estimate
+        ``fairness_lipschitz``, None: ``1 / lr``; not with SecAgg+, DP or FedProx) or
+        ``"group_reweight"`` (each site weighs its loss so that its subgroups count equally;
+        not with local DP-SGD).
     remote_sites
         Deployment only: run the SuperLink and the ServerApp here and wait for ``num_sites``
         SuperNodes started elsewhere (see :class:`RemoteSites`); with ``tls`` the certificate
@@ -338,6 +347,13 @@ def run_federated(
         max_weight=1.0 if dp_epsilon or local_dp_epsilon else  # DP sites send weight 1
         _check_pos("secagg_max_weight", secagg_max_weight), timeout=round_timeout_s)
         if secagg else None)
+    from secured_bio.privacy.federated.fairness import check_fairness
+
+    check_fairness(str(fairness), strategy=str(strategy), secagg=bool(secagg),
+                   central_dp=dp_epsilon is not None, local_dp=local_dp_epsilon is not None)
+    _check_pos("fairness_q", fairness_q, allow_zero=True)
+    if fairness_lipschitz is not None:
+        _check_pos("fairness_lipschitz", fairness_lipschitz)
     dp_info = None
     if local_dp_epsilon is not None:
         _check_local_dp(local_dp_epsilon, local_dp_delta, local_dp_max_grad_norm,
@@ -394,6 +410,8 @@ def run_federated(
         "round-timeout": float(round_timeout_s), "out-dir": str(out_dir),
         "fail-site": int(fail_site[0]) if fail_site else -1,
         "fail-round": int(fail_site[1]) if fail_site else -1, "fail-mode": str(fail_mode),
+        "fairness": str(fairness), "fairness-q": float(fairness_q),
+        "fairness-lipschitz": float(fairness_lipschitz or 0.0),
     }
     work.mkdir(parents=True, exist_ok=True)
     if engine == "deployment":

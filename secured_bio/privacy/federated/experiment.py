@@ -112,6 +112,7 @@ def run_experiment(
     lr: float = 0.01,
     seed: int = 0,
     plots: bool = True,
+    fairness_bootstrap: int = 300,
     **federated: Any,
 ) -> dict[str, Any]:
     """Train centralized and federated on the same split; evaluate, audit, plot.
@@ -133,6 +134,8 @@ def run_experiment(
         ``rounds * local_epochs`` epochs with the same rate), and the seed.
     plots
         Write ``training_curves.png``, ``per_site.png`` and ``fairness.png``.
+    fairness_bootstrap
+        Resamples of the held-out rows behind the CIs of ``fairness_summary``.
     **federated
         Passed to :func:`~secured_bio.privacy.federated.run_federated` (engine, strategy,
         proximal_mu, secagg, dp_epsilon, dp_delta, dp_clip, timeout_s...).
@@ -144,10 +147,14 @@ def run_experiment(
         pooled held-out rows), ``gap`` (federated minus centralized AUROC), ``per_site``,
         ``fairness``, ``rounds`` (per round; ``eval_auroc`` is the row-weighted mean of the
         sites' AUROCs on their own held-out rows, not the pooled AUROC), ``dp``,
-        ``secagg``, ``engine`` and ``timing``.
+        ``secagg``, ``engine``, ``timing`` and ``fairness_summary`` (the federated model's
+        mean / worst-site / worst-group AUROC and equalized-odds / demographic-parity gaps,
+        each with a bootstrap CI, and the ``option`` trained with;
+        :func:`~secured_bio.privacy.federated.fairness.fairness_summary`).
     """
     from secured_bio.privacy.assess.fairness import fairness_audit
     from secured_bio.privacy.federated.engines import run_federated
+    from secured_bio.privacy.federated.fairness import fairness_summary
 
     out = Path(out_dir)
     t_task = load_task(task, dict(task_params))
@@ -198,6 +205,12 @@ def run_experiment(
             s.y_test, t_task.predict(central_model, s.x_test))["auroc"]
         per_site.append(row)
     fairness = fairness_audit(pool.y_test, scores, groups=pool.groups_test)
+    summary = fairness_summary(pool.y_test, scores, site=pool.groups_test["site"],
+                               groups=pool.groups_test, n_boot=int(fairness_bootstrap),
+                               seed=seed)
+    summary["option"] = str(federated.get("fairness", "none"))
+    if summary["option"] == "qffl":
+        summary["q"] = float(federated.get("fairness_q", 1.0))
 
     gap = (None if fed["auroc"] is None or central["auroc"] is None
            else fed["auroc"] - central["auroc"])
@@ -209,6 +222,7 @@ def run_experiment(
         "per_site": per_site,
         "per_site_flower": result.per_site,
         "fairness": fairness,
+        "fairness_summary": summary,
         "rounds": result.rounds,
         "dp": result.dp,
         "secagg": result.secagg,

@@ -24,6 +24,8 @@
   what epsilon covers in :mod:`secured_bio.privacy.federated.dp`.  A DP round with a
   failed site is skipped (the model
   is not updated), because the noise was calibrated to all sites.
+- **q-FedAvg** (Li et al., ICLR 2020) when ``fairness='qffl'``: see
+  :mod:`secured_bio.privacy.federated.fairness` (and why not Flower's legacy ``QFedAvg``).
 - **Crash tolerance**: every round waits at most ``round-timeout`` seconds, aggregates the replies
   it got (``accept_failures``) and counts the rest as failures.
 """
@@ -292,7 +294,7 @@ def weighted_metrics(results: list[tuple[int, dict[str, Any]]]) -> dict[str, flo
 
 
 def build_strategy(cfg: Config, initial_parameters: Parameters, recorder: Recorder) -> Strategy:
-    """FedAvg or FedProx over all sites, accepting failures; DP-wrapped when configured.
+    """FedAvg, FedProx or q-FedAvg over all sites, accepting failures; DP-wrapped when configured.
 
     Every site is asked every round (fraction 1) once all ``num-sites`` have connected; a
     round aggregates whatever replies it got.
@@ -313,7 +315,13 @@ def build_strategy(cfg: Config, initial_parameters: Parameters, recorder: Record
         evaluate_metrics_aggregation_fn=weighted_metrics,
     )
     strategy: Strategy
-    if name == "fedprox":
+    if str(cfg.get("fairness", "none")) == "qffl":  # q-FedAvg (fairness.py)
+        from secured_bio.privacy.federated.fairness import qffl_strategy
+
+        lr = float(cfg.get("lr", 0.01))
+        lipschitz = float(cfg.get("fairness-lipschitz", 0.0)) or 1.0 / lr
+        strategy = qffl_strategy(float(cfg.get("fairness-q", 1.0)), lipschitz, **kwargs)
+    elif name == "fedprox":
         strategy = FedProx(proximal_mu=float(cfg.get("proximal-mu", 0.1)), **kwargs)
     else:
         strategy = FedAvg(**kwargs)

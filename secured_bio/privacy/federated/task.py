@@ -59,13 +59,16 @@ class FederatedTask(abc.ABC):
         lr: float,
         proximal_mu: float = 0.0,
         seed: int = 0,
+        sample_weight: np.ndarray | None = None,
     ) -> TrainResult:
         """Train ``model`` in place on the site's training rows; return counts and loss.
 
         Full-batch-friendly default: Adam on binary cross-entropy with logits, mini-batches
         of ``params.get('batch_size', 32)``.  With ``proximal_mu > 0`` adds FedProx's
         proximal term ``mu/2 * ||w - w_global||^2`` (Li et al., MLSys 2020), ``w_global``
-        being the parameters the model held when training started.
+        being the parameters the model held when training started.  ``sample_weight`` (one
+        per training row, mean 1; group-reweighted training,
+        :func:`~secured_bio.privacy.federated.fairness.group_weights`) weighs each row's loss.
         """
         import torch
 
@@ -79,7 +82,9 @@ class FederatedTask(abc.ABC):
         global_params = [p.detach().clone() for p in model.parameters()]
         opt = torch.optim.Adam(model.parameters(), lr=lr,
                                weight_decay=float(self.params.get("weight_decay", 0.0)))
-        loss_fn = torch.nn.BCEWithLogitsLoss()
+        loss_fn = torch.nn.BCEWithLogitsLoss(reduction="none")
+        w = (torch.ones(n) if sample_weight is None
+             else torch.as_tensor(np.asarray(sample_weight), dtype=torch.float32).reshape(-1))
         model.train()
         total, seen = 0.0, 0
         for _ in range(int(epochs)):
@@ -87,7 +92,7 @@ class FederatedTask(abc.ABC):
             for start in range(0, n, batch):
                 idx = order[start:start + batch]
                 opt.zero_grad()
-                loss = loss_fn(model(x[idx]).reshape(-1), y[idx])
+                loss = (loss_fn(model(x[idx]).reshape(-1), y[idx]) * w[idx]).mean()
                 if proximal_mu > 0:
                     prox = sum(((p - g) ** 2).sum()
                                for p, g in zip(model.parameters(), global_params, strict=True))

@@ -39,6 +39,7 @@ LAZY_GROUPS = {
     "education": "secured_bio.education.cli:education",
     "smpc": "secured_bio.privacy.smpc.cli:smpc",
     "hub": "secured_bio.hub.cli:hub",
+    "beacon": "secured_bio.hub.beacon_cli:beacon",
 }
 
 

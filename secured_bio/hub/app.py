@@ -119,9 +119,9 @@ def create_app(settings: HubSettings | None = None, *, run_migrations: bool = Tr
         Bring the database schema up to date first (Alembic).
     """
     from secured_bio.hub.routes import agent, api, beacon
-    from secured_bio.hub.services.beacon import BeaconBroker
     from secured_bio.hub.services.accounts import LoginLimiter
     from secured_bio.hub.services.audit import ensure_head
+    from secured_bio.hub.services.beacon import BeaconBroker
     from secured_bio.hub.services.coordination import worker_alive
     from secured_bio.hub.services.jobs import fail_orphaned_jobs
 
@@ -187,6 +187,7 @@ def create_app(settings: HubSettings | None = None, *, run_migrations: bool = Tr
     app.include_router(agent.router)
     app.include_router(beacon.router)
     app.include_router(beacon.agent_router)
+    app.include_router(beacon.page_router)
     _mount_pages(app, settings)
     app.add_middleware(SessionMiddleware, secret_key=app.state.signing_key,
                        session_cookie="sb_session", max_age=settings.session_minutes * 60,

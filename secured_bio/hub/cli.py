@@ -67,6 +67,7 @@ def _export(settings: HubSettings) -> None:
         os.environ["SECURED_BIO_HUB_DB"] = settings.db
     os.environ["SECURED_BIO_HUB_HOST"] = settings.host
     os.environ["SECURED_BIO_HUB_PORT"] = str(settings.port)
+    os.environ["SECURED_BIO_HUB_WORKERS"] = str(settings.workers)
 
 
 @hub.command("serve")
@@ -76,7 +77,8 @@ def _export(settings: HubSettings) -> None:
 @click.option("--port", type=click.IntRange(1, 65535), default=8400, show_default=True)
 @_data_dir_option
 @click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
-              help="uvicorn worker processes (the app keeps no state outside the database).")
+              help="uvicorn worker processes (the app keeps no state outside the database, "
+                   "except the Beacon's queries in flight: the Beacon answers with 1 only).")
 def serve(db: str | None, host: str, port: int, data_dir: Path, workers: int) -> None:
     """Serve the hub (web pages and REST API at /api/v1; OpenAPI at /api/v1/openapi.json)."""
     import uvicorn
@@ -84,7 +86,7 @@ def serve(db: str | None, host: str, port: int, data_dir: Path, workers: int) ->
     from secured_bio.hub.app import create_app
     from secured_bio.hub.db import make_engine, migrate
 
-    settings = _settings(db, data_dir, host=host, port=port)
+    settings = _settings(db, data_dir, host=host, port=port, workers=workers)
     migrate(make_engine(settings.db_url))
     _export(settings)
     click.echo(f"Innohub on http://{host}:{port} (database: "

@@ -57,6 +57,8 @@ class Site(Base):
     #: sha256 of the agent's bearer token (a 256-bit random secret, so a plain hash suffices)
     token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
     smpc_cert: Mapped[str | None] = mapped_column(Text)
+    #: the agent's X25519 public key (base64) for masked Beacon answers
+    beacon_key: Mapped[str | None] = mapped_column(String(64))
     agent_version: Mapped[str | None] = mapped_column(String(40))
     last_seen: Mapped[dt.datetime | None] = mapped_column(DateTime)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)

@@ -61,6 +61,9 @@ class RegisterIn(BaseModel):
 
     agent_version: str | None = Field(default=None, max_length=40)
     smpc_cert: str | None = Field(default=None, max_length=20_000)
+    beacon_key: str | None = Field(default=None, max_length=64,
+                                   pattern=r"^[A-Za-z0-9+/]{43}=$",
+                                   description="X25519 public key (base64) for Beacon answers")
     datasets: list[dict[str, Any]] = Field(default_factory=list, max_length=500)
 
 

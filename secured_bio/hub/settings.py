@@ -81,6 +81,20 @@ class HubSettings(BaseSettings):
     relay_listen: str = "127.0.0.1"
     #: address sites use to reach the relay (default: host, or 127.0.0.1 when host is 0.0.0.0)
     relay_host: str | None = None
+    #: Beacon: counts below this are released as 0 to users without a grant
+    beacon_min_count: int = Field(default=5, ge=1)
+    #: Beacon: queries per user per 24 hours (0: unlimited)
+    beacon_queries_per_day: int = Field(default=1000, ge=0)
+    #: Beacon: epsilon of the discrete-Laplace noise on each count (unset: exact counts)
+    beacon_noise_epsilon: float | None = Field(default=None, gt=0)
+    #: Beacon: noise epsilon a user may spend per 24 hours (unset: unlimited)
+    beacon_epsilon_per_day: float | None = Field(default=None, gt=0)
+    #: Beacon: answer boolean queries without login
+    beacon_anonymous: bool = False
+    #: uvicorn worker processes of ``hub serve`` (the Beacon needs 1)
+    workers: int = Field(default=1, ge=1)
+    #: Beacon: seconds the sites have to answer a query
+    beacon_timeout_s: float = Field(default=10.0, gt=0, le=120)
 
     @property
     def db_url(self) -> str:

@@ -139,6 +139,11 @@ MATRIX: dict[tuple[str, str], tuple[dict[str, int], Req]] = {
     ("POST", "/api/v1/agent/tasks/{task_id}/complete"): (agents(200, 404), lambda c: {
         "method": "POST", "url": f"/api/v1/agent/tasks/{c.new_running_task()}/complete",
         "json": {"status": "succeeded"}}),
+    ("POST", "/api/v1/agent/beacon/claim"): (agents(200, 200), lambda c: {
+        "method": "POST", "url": "/api/v1/agent/beacon/claim", "json": {"wait_s": 0}}),
+    ("POST", "/api/v1/agent/beacon/{query_id}/answer"): (agents(404, 404), lambda c: {
+        "method": "POST", "url": "/api/v1/agent/beacon/0123abcd/answer",
+        "json": {"values": [1]}}),
 }
 
 

@@ -100,7 +100,8 @@ class HubClient:
     # -- the API --------------------------------------------------------------------------------
 
     def register(self, datasets: Sequence[LocalDataset], *, smpc_cert: str | None,
-                 agent_version: str | None = None) -> dict[str, Any]:
+                 agent_version: str | None = None,
+                 beacon_key: str | None = None) -> dict[str, Any]:
         """Register the site's datasets and SMPC certificate (``POST /agent/register``).
 
         Returns
@@ -110,6 +111,8 @@ class HubClient:
         """
         body = {"agent_version": agent_version or _version(), "smpc_cert": smpc_cert,
                 "datasets": [d.to_registration() for d in datasets]}
+        if beacon_key is not None:
+            body["beacon_key"] = beacon_key
         answer: dict[str, Any] = self._call("POST", "/register", json=body)
         return answer
 
@@ -151,6 +154,18 @@ class HubClient:
             raise ValueError(f"status must be 'succeeded' or 'failed', got {status!r}")
         self._call("POST", f"/tasks/{task_id}/complete",
                    json={"status": status, "error": error})
+
+    def beacon_claim(self, *, wait_s: float = 10.0) -> list[dict[str, Any]]:
+        """Wait up to ``wait_s`` for Beacon queries of this site (``POST /agent/beacon/claim``)."""
+        answer = self._call("POST", "/beacon/claim", json={"wait_s": wait_s})
+        queries = answer.get("queries") if isinstance(answer, dict) else None
+        return [q for q in queries or [] if isinstance(q, dict)]
+
+    def beacon_answer(self, query_id: Any, *, values: list[int] | None = None,
+                      error: str | None = None) -> None:
+        """Send this site's masked answer (or an error message) to a Beacon query."""
+        body: dict[str, Any] = {"values": values} if error is None else {"error": error}
+        self._call("POST", f"/beacon/{query_id}/answer", json=body)
 
     # -- plumbing ---------------------------------------------------------------------------------
 

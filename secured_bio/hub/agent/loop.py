@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from secured_bio.errors import InputFileNotFoundError, SecuredBioError
+from secured_bio.hub.agent.beacon import BeaconKey, serve_beacon
 from secured_bio.hub.agent.client import HubClient, HubError
 from secured_bio.hub.agent.discover import LocalDataset, discover_datasets
 from secured_bio.hub.agent.runners import (
@@ -110,12 +111,22 @@ def run_agent(hub_url: str, site: str, token_file: str | os.PathLike[str],
     datasets = discover_datasets(data_dir)
     by_name = {d.name: d for d in datasets}
     identity = SiteIdentity.load_or_create(site, state)
+    beacon_key = BeaconKey.load_or_create(state)
     own = client is None
     hub = client or HubClient(hub_url, read_token(token_file))
+    beacon_stop = threading.Event()
+    beacon_thread: threading.Thread | None = None
     try:
-        answer = hub.register(datasets, smpc_cert=identity.cert_pem)
+        answer = hub.register(datasets, smpc_cert=identity.cert_pem,
+                              beacon_key=beacon_key.public)
         log.info("registered site %s with %d dataset(s): %s", answer.get("site", site),
                  len(datasets), ", ".join(by_name))
+        if not once and any(d.kind == "genotypes" for d in datasets):
+            # Beacon queries are answered beside the tasks (a long task does not hold them)
+            beacon_thread = threading.Thread(
+                target=serve_beacon, args=(hub, site, beacon_key, by_name, beacon_stop),
+                name="beacon", daemon=True)
+            beacon_thread.start()
         served = 0
         while not stop.is_set():
             try:
@@ -135,6 +146,9 @@ def run_agent(hub_url: str, site: str, token_file: str | os.PathLike[str],
             served += 1
         return served
     finally:
+        beacon_stop.set()
+        if beacon_thread is not None:
+            beacon_thread.join(15)
         if own:
             hub.close()
 

@@ -21,7 +21,8 @@ def register(body: RegisterIn, session: SessionDep, site: SiteDep) -> dict[str, 
     """Publish the site's datasets (aggregate metadata) and its SMPC certificate."""
     datasets = catalogue.register_datasets(session, site, body.datasets,
                                            smpc_cert=body.smpc_cert,
-                                           agent_version=body.agent_version)
+                                           agent_version=body.agent_version,
+                                           beacon_key=body.beacon_key)
     return {"site": site.name, "datasets": [{"id": d.id, "name": d.name} for d in datasets]}
 
 

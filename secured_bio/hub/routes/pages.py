@@ -169,10 +169,10 @@ def _render(request: Request, name: str, user: User | None, csrf: Any, *,
 def _nav(user: User | None) -> list[tuple[str, str]]:
     if user is None:
         return []
-    items = [("/", "Dashboard"), ("/datasets", "Catalogue"), ("/requests", "Requests"),
-             ("/jobs", "Jobs")]
+    items = [("/", "Dashboard"), ("/datasets", "Catalogue"), ("/beacon", "Beacon"),
+             ("/requests", "Requests"), ("/jobs", "Jobs")]
     if user.role == "researcher":
-        items.insert(3, ("/requests/new", "New request"))
+        items.insert(4, ("/requests/new", "New request"))
     if user.role in ("admin", "committee"):
         items.append(("/audit", "Audit"))
     return items

@@ -18,7 +18,8 @@ _MAX_META_BYTES = 64_000
 
 
 def register_datasets(session: Session, site: Site, datasets: list[dict[str, Any]], *,
-                      smpc_cert: str | None, agent_version: str | None) -> list[Dataset]:
+                      smpc_cert: str | None, agent_version: str | None,
+                      beacon_key: str | None = None) -> list[Dataset]:
     """Insert or update the site's datasets (by name); keep ids stable across restarts."""
     import json
 
@@ -48,6 +49,8 @@ def register_datasets(session: Session, site: Site, datasets: list[dict[str, Any
         out.append(ds)
     if smpc_cert is not None:
         site.smpc_cert = smpc_cert
+    if beacon_key is not None:
+        site.beacon_key = beacon_key
     if agent_version:
         site.agent_version = agent_version[:40]
     session.flush()

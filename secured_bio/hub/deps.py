@@ -16,8 +16,8 @@ from secured_bio.hub.models import Site, User
 from secured_bio.hub.services.accounts import site_for_token
 from secured_bio.hub.settings import HubSettings
 
-__all__ = ["db_slot", "get_session", "get_settings", "current_user", "current_site", "require_role",
-           "SessionDep", "UserDep", "SiteDep", "SettingsDep"]
+__all__ = ["user_of_token", "db_slot", "get_session", "get_settings", "current_user",
+           "current_site", "require_role", "SessionDep", "UserDep", "SiteDep", "SettingsDep"]
 
 _bearer = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
 
@@ -76,6 +76,11 @@ def current_user(request: Request, session: SessionDep,
         raise Unauthorized("not logged in",
                            fix="POST /api/v1/auth/token with username and password, then send "
                            "'Authorization: Bearer <access_token>'")
+    return user_of_token(request, session, token)
+
+
+def user_of_token(request: Request, session: Session, token: str) -> User:
+    """Return the user a bearer token was issued to (401/403 when it is not a user's)."""
     if token.startswith("sbsite_"):
         raise Forbidden("a site agent's token cannot act as a user")
     try:

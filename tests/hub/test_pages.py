@@ -12,12 +12,11 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from hub._hub import PASSWORD, SITES, USERS, dataset, register
+from hub._hub import PASSWORD, SITES, dataset, register, seed_app
 
 from secured_bio.hub.app import create_app
 from secured_bio.hub.db import session_scope
 from secured_bio.hub.models import AuditEvent
-from secured_bio.hub.services.accounts import create_site, create_user
 from secured_bio.hub.settings import HubSettings
 
 XSS = "<script>alert(1)</script>"
@@ -50,12 +49,7 @@ class Hub:
 def hub(tmp_path: Path) -> Iterator[Hub]:
     """A hub with sites site1..3, the test users and a clinical dataset per site."""
     app = create_app(HubSettings(data_dir=tmp_path / "hub", login_attempts_per_minute=1000))
-    tokens = {}
-    with session_scope(app.state.sessions) as s:
-        for site in SITES:
-            _, tokens[site] = create_site(s, site, title=f"Hospital {site}")
-        for name, role, site in USERS:
-            create_user(s, name, PASSWORD, role, site=site)
+    tokens = seed_app(app).site_tokens
     ids: dict[str, int] = {}
     with TestClient(app) as c:
         for i, site in enumerate(SITES, 1):

@@ -22,11 +22,9 @@ from typing import Any
 
 import httpx
 import pytest
-from hub._hub import PASSWORD, SITES, USERS, dataset
+from hub._hub import PASSWORD, SITES, dataset, seed_app
 
 from secured_bio.hub.app import create_app
-from secured_bio.hub.db import session_scope
-from secured_bio.hub.services.accounts import create_site, create_user
 from secured_bio.hub.settings import HubSettings
 
 CHROMIUM = "/usr/bin/chromium"
@@ -49,12 +47,7 @@ def live_hub(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
     port = _free_port()
     app = create_app(HubSettings(data_dir=tmp_path / "hub", port=port,
                                  login_attempts_per_minute=1000))
-    tokens = {}
-    with session_scope(app.state.sessions) as s:
-        for site in SITES:
-            _, tokens[site] = create_site(s, site, title=f"Hospital {site}")
-        for name, role, site in USERS:
-            create_user(s, name, PASSWORD, role, site=site)
+    tokens = seed_app(app).site_tokens
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
                                            log_level="warning", lifespan="off", ws="none"))
     thread = threading.Thread(target=server.run, daemon=True)

@@ -52,6 +52,7 @@ from secured_bio.errors import (
     SchemaError,
     did_you_mean,
 )
+from secured_bio.hub.services.duo import PERMISSIONS, TERMS
 
 __all__ = [
     "DATASET_KINDS",
@@ -84,34 +85,10 @@ FILE_ROLES: dict[str, dict[str, tuple[bool, bool]]] = {
                 "atlas": (False, True)},
 }
 
-#: GA4GH Data Use Ontology (DUO) codes a manifest may use: code -> (abbreviation, label).
-#: The first five are data use *permissions*; every dataset needs at least one of them.
-DUO_CODES: dict[str, tuple[str, str]] = {
-    "DUO:0000004": ("NRES", "no restriction"),
-    "DUO:0000042": ("GRU", "general research use"),
-    "DUO:0000006": ("HMB", "health or medical or biomedical research"),
-    "DUO:0000007": ("DS", "disease specific research"),
-    "DUO:0000011": ("POA", "population origins or ancestry research only"),
-    "DUO:0000012": ("RS", "research specific restrictions"),
-    "DUO:0000015": ("NMDS", "no general methods research"),
-    "DUO:0000016": ("GSO", "genetic studies only"),
-    "DUO:0000018": ("NPUNCU", "not for profit, non commercial use only"),
-    "DUO:0000019": ("PUB", "publication required"),
-    "DUO:0000020": ("COL", "collaboration required"),
-    "DUO:0000021": ("IRB", "ethics approval required"),
-    "DUO:0000022": ("GS", "geographical restriction"),
-    "DUO:0000024": ("MOR", "publication moratorium"),
-    "DUO:0000025": ("TS", "time limit on use"),
-    "DUO:0000026": ("US", "user specific restriction"),
-    "DUO:0000027": ("PS", "project specific restriction"),
-    "DUO:0000028": ("IS", "institution specific restriction"),
-    "DUO:0000029": ("RTN", "return to database or resource"),
-    "DUO:0000043": ("CC", "clinical care use"),
-    "DUO:0000044": ("NPOA", "population origins or ancestry research prohibited"),
-    "DUO:0000045": ("NPU", "not for profit organisation use only"),
-    "DUO:0000046": ("NCU", "non-commercial use only"),
-}
-_DUO_PERMISSIONS = ("DUO:0000004", "DUO:0000042", "DUO:0000006", "DUO:0000007", "DUO:0000011")
+#: GA4GH Data Use Ontology (DUO) codes a manifest may use: code -> (abbreviation, label)
+#: (the hub's DUO matcher's list). Every dataset needs at least one data use *permission*.
+DUO_CODES: dict[str, tuple[str, str]] = TERMS
+_DUO_PERMISSIONS = PERMISSIONS
 
 #: A clinical column's category labels are listed only when it has at most this many...
 MAX_LISTED_CATEGORIES = 12

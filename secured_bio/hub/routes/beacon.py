@@ -16,8 +16,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from secured_bio.hub import security
-from secured_bio.hub.deps import db_slot
+from secured_bio.hub.deps import db_slot, user_of_token
 from secured_bio.hub.errors import Forbidden, HubError, Invalid, Unauthorized
 from secured_bio.hub.models import Site, User
 from secured_bio.hub.services import beacon as svc
@@ -65,14 +64,7 @@ def _user_of(request: Request, session: Any, token: str | None) -> User | None:
         return None
     if token.startswith("sbsite_"):
         raise Forbidden("a site agent's token cannot query the Beacon")
-    try:
-        claims = security.read_token(token, key=request.app.state.signing_key)
-    except security.TokenError as e:
-        raise Unauthorized(str(e), fix="POST /api/v1/auth/token for a new token") from e
-    user = session.get(User, int(claims["sub"])) if str(claims["sub"]).isdigit() else None
-    if user is None or user.disabled:
-        raise Unauthorized("the account no longer exists or is disabled")
-    return user
+    return user_of_token(request, session, token)
 
 
 async def run_query(request: Request, entry_type: str, query: dict[str, Any] | None,

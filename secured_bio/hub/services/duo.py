@@ -7,9 +7,9 @@ modifiers ask about (commercial or not, ethics approval...).  :func:`check` matc
 the DUO matching rules of the GA4GH Data Use Ontology paper (Lawson et al., Cell Genomics 2021):
 GRU data allows any research, HMB data health/medical/biomedical research (HMB or DS
 purposes), DS data only research on that disease, POA data only population origins/ancestry;
-NMDS forbids methods development, GSO allows genetic studies only, NCU/NPUNCU forbid
-commercial use, IRB requires ethics approval, COL/PUB/RTN/MOR/GS/IS/US are conditions the
-committee must confirm (listed, not blocking).
+NMDS forbids methods development, NPOA ancestry research, GSO allows genetic studies only,
+NCU/NPUNCU forbid commercial use, IRB requires ethics approval; COL/PUB/RTN/MOR/TS/GS/IS/US
+are conditions the committee must confirm (listed, not blocking).
 """
 
 from __future__ import annotations
@@ -35,18 +35,21 @@ TERMS: dict[str, tuple[str, str]] = {
     "DUO:0000021": ("IRB", "ethics approval required"),
     "DUO:0000022": ("GS", "geographical restriction"),
     "DUO:0000024": ("MOR", "publication moratorium"),
+    "DUO:0000025": ("TS", "time limit on use"),
     "DUO:0000026": ("US", "user specific restriction"),
     "DUO:0000027": ("PS", "project specific restriction"),
     "DUO:0000028": ("IS", "institution specific restriction"),
     "DUO:0000029": ("RTN", "return to database or resource"),
     "DUO:0000043": ("CC", "clinical care use"),
+    "DUO:0000044": ("NPOA", "population origins or ancestry research prohibited"),
     "DUO:0000045": ("NPU", "not for profit organisation use only"),
     "DUO:0000046": ("NCU", "non-commercial use only"),
 }
 PERMISSIONS = ("DUO:0000004", "DUO:0000042", "DUO:0000006", "DUO:0000007", "DUO:0000011")
 #: research purposes a request may state (the permission terms, plus methods development)
 PURPOSES = ("DUO:0000042", "DUO:0000006", "DUO:0000007", "DUO:0000011")
-_CONFIRM = {"DUO:0000019", "DUO:0000020", "DUO:0000022", "DUO:0000024", "DUO:0000026",
+_CONFIRM = {"DUO:0000019", "DUO:0000020", "DUO:0000022", "DUO:0000024", "DUO:0000025",
+            "DUO:0000026",
             "DUO:0000027", "DUO:0000028", "DUO:0000029", "DUO:0000012", "DUO:0000043"}
 
 
@@ -111,6 +114,8 @@ def _check_one(codes: list[str], purpose: Purpose) -> tuple[list[str], list[str]
         conditions.append("the dataset states no DUO permission: the committee decides")
     if "DUO:0000015" in codes and purpose.methods_development:
         violations.append(f"{describe('DUO:0000015')}: methods development is not allowed")
+    if "DUO:0000044" in codes and p == "DUO:0000011":
+        violations.append(f"{describe('DUO:0000044')}: the purpose is ancestry research")
     if "DUO:0000016" in codes and not purpose.genetic_study:
         violations.append(f"{describe('DUO:0000016')}: genetic studies only")
     if ("DUO:0000046" in codes or "DUO:0000018" in codes) and purpose.commercial:

@@ -8,12 +8,32 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import click
 
 from secured_bio.privacy.federated.engines import ENGINES
 from secured_bio.privacy.federated.fairness import FAIRNESS
 from secured_bio.privacy.federated.strategies import STRATEGIES
+
+
+def _fairness_options(fn: Any) -> Any:
+    """Add --fairness, --fairness-q and --fairness-lipschitz (fl run and fl run-task)."""
+    for option in reversed([
+        click.option("--fairness", type=click.Choice(FAIRNESS), default="none",
+                     show_default=True,
+                     help="Fairness-aware training: qffl = q-FedAvg (not with --secagg or DP); "
+                     "group_reweight = each site weighs its loss so that its sex x age-band "
+                     "groups count equally (works with --secagg and central DP)."),
+        click.option("--fairness-q", type=click.FloatRange(min=0.0), default=1.0,
+                     show_default=True,
+                     help="q of q-FedAvg (0: plain averaging; larger: fairer across sites)."),
+        click.option("--fairness-lipschitz", type=click.FloatRange(min=0.0, min_open=True),
+                     default=None,
+                     help="q-FedAvg's Lipschitz estimate L [default: 1/lr, as Flower]."),
+    ]):
+        fn = option(fn)
+    return fn
 
 
 @click.group()
@@ -52,14 +72,7 @@ def fl() -> None:
               "training-set size [default: the pilot's, 1000].")
 @click.option("--dp-epsilon", type=click.FloatRange(min=0.0, min_open=True), default=None,
               help="Central differential privacy: target epsilon for the whole run (per site).")
-@click.option("--fairness", type=click.Choice(FAIRNESS), default="none", show_default=True,
-              help="Fairness-aware training: qffl = q-FedAvg (not with --secagg or DP); "
-              "group_reweight = each site weighs its loss so that its sex x age-band groups "
-              "count equally (works with --secagg and central DP).")
-@click.option("--fairness-q", type=click.FloatRange(min=0.0), default=1.0, show_default=True,
-              help="q of q-FedAvg (0: plain averaging; larger: fairer across sites).")
-@click.option("--fairness-lipschitz", type=click.FloatRange(min=0.0, min_open=True),
-              default=None, help="q-FedAvg's Lipschitz estimate L [default: 1/lr, as Flower].")
+@_fairness_options
 @click.option("--tls", is_flag=True,
               help="Deployment engine: TLS on every Flower link (a throw-away CA for the run).")
 @click.option("--node-auth", is_flag=True,
@@ -159,14 +172,7 @@ def run(pilot: str, sites: int | None, rounds: int | None, engine: str, strategy
 @click.option("--dp-delta", type=float, default=1e-5, show_default=True)
 @click.option("--dp-clip", type=click.FloatRange(min=0.0, min_open=True), default=1.0,
               show_default=True, help="L2 bound of each site's update.")
-@click.option("--fairness", type=click.Choice(FAIRNESS), default="none", show_default=True,
-              help="Fairness-aware training: qffl = q-FedAvg (not with --secagg or DP); "
-              "group_reweight = each site weighs its loss so that its sex x age-band groups "
-              "count equally (works with --secagg and central DP).")
-@click.option("--fairness-q", type=click.FloatRange(min=0.0), default=1.0, show_default=True,
-              help="q of q-FedAvg (0: plain averaging; larger: fairer across sites).")
-@click.option("--fairness-lipschitz", type=click.FloatRange(min=0.0, min_open=True),
-              default=None, help="q-FedAvg's Lipschitz estimate L [default: 1/lr, as Flower].")
+@_fairness_options
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--timeout", "timeout_s", type=click.FloatRange(min=1.0), default=900.0,
               show_default=True, help="Seconds for the whole run.")

@@ -1,9 +1,11 @@
 """Genomics: VCF/BCF ingest into a versioned zarr genotype store, QC, association tests.
 
 - :func:`ingest_vcf` streams a VCF/BCF into a chunked, compressed zarr v3 store
-  (format ``secured_bio.genotypes``), :func:`ingest_pgen` a PLINK 2 ``.pgen`` fileset;
-  :func:`open_genotypes` reads it back (or ingests a VCF on the fly) as a
-  :class:`GenotypeStore` that yields dosage chunks.
+  (format ``secured_bio.genotypes``), :func:`ingest_pgen` a PLINK 2 ``.pgen`` fileset,
+  :func:`ingest_bgen` a BGEN v1.2/v1.3 file (plink2's hard calls);
+  :func:`open_genotypes` reads it back (or ingests a VCF on the fly, or reads a VCF Zarr
+  store of bio2zarr in place) as a :class:`GenotypeStore` that yields dosage chunks;
+  :func:`export_vcz` writes a store as VCF Zarr.
 - :func:`qc_stats`, :func:`qc_filter`, :func:`write_qc_reports` and
   :func:`write_qc_filter` compute per-variant and per-sample QC equal to
   ``plink2 --freq --hardy --missing --het``, with threshold filters;
@@ -20,6 +22,7 @@ the association names below are loaded on first access.
 
 from typing import Any
 
+from secured_bio.genomics.bgen import ingest_bgen
 from secured_bio.genomics.ingest import MULTIALLELIC_MODES, IngestReport, ingest_vcf
 from secured_bio.genomics.pgen import ingest_pgen
 from secured_bio.genomics.qc import (
@@ -46,7 +49,9 @@ from secured_bio.genomics.store import (
     auto_chunk_size,
     genotype_dosage,
     open_genotypes,
+    open_vcf_zarr,
 )
+from secured_bio.genomics.vcz import export_vcz
 
 # Association names load lazily (PEP 562): they pull in pandas and scipy, which the
 # ingest/QC command line does not need at start-up.
@@ -101,6 +106,9 @@ __all__ = [
     "Variable",
     "GenotypeStore",
     "open_genotypes",
+    "open_vcf_zarr",
+    "ingest_bgen",
+    "export_vcz",
     "auto_chunk_size",
     "genotype_dosage",
     # ingest

@@ -76,6 +76,8 @@ __all__ = [
     "Variable",
     "GenotypeStore",
     "open_genotypes",
+    "open_vcf_zarr",
+    "VCF_ZARR_VERSIONS",
     "is_vcf_path",
     "genotype_dosage",
 ]
@@ -472,6 +474,161 @@ class GenotypeStore:
                 f"n_variants={self.n_variants})")
 
 
+VCF_ZARR_VERSIONS = ("0.2", "0.3", "0.4", "0.5")
+"""``vcf_zarr_version`` values read by :func:`open_genotypes` (0.5: bio2zarr 0.2.1 writes it)."""
+
+
+def _vcf_zarr_attrs(path: Path) -> dict[str, Any] | None:
+    """Return the group attributes of a VCF Zarr store (zarr v2 or v3), or None."""
+    import json
+
+    for name in (".zattrs", "zarr.json"):
+        f = path / name
+        if f.is_file():
+            try:
+                meta = json.loads(f.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+                return None
+            attrs = meta.get("attributes", {}) if name == "zarr.json" else meta
+            if isinstance(attrs, dict) and "vcf_zarr_version" in attrs:
+                return attrs
+    return None
+
+
+class _VcfZarrStore(GenotypeStore):
+    """A VCF Zarr store (bio2zarr's ``vcf2zarr``, sgkit) read as a :class:`GenotypeStore`.
+
+    Nothing is copied: ``call_genotype`` is read chunk by chunk as for our own stores; the
+    variant metadata arrays map as ``variant_contig`` (an index into ``contig_id``) ->
+    contig names, an empty ALT (a record without ALT) -> ``'.'``, an ID masked by
+    ``variant_id_mask`` -> ``'.'``.  Only biallelic diploid data is accepted (split
+    multi-allelic records first: ``bcftools norm -m-any``, before ``vcf2zarr convert``).
+    """
+
+    def __init__(self, path: str | os.PathLike[str], attrs: dict[str, Any]) -> None:
+        import zarr
+
+        self.path = Path(path)
+        self._closed = False
+        self._finalizer = None
+        try:
+            self._group = zarr.open_group(str(self.path), mode="r")
+        except Exception as e:  # zarr raises several types for a broken group
+            raise FormatError("VCF Zarr store could not be opened", where=str(self.path),
+                              got=type(e).__name__,
+                              fix="re-create it with vcf2zarr convert") from e
+        for name in ("call_genotype", "variant_position", "variant_allele", "variant_contig",
+                     "contig_id", "sample_id"):
+            if name not in self._group:
+                raise FormatError("VCF Zarr store lacks a required array", where=str(self.path),
+                                  expected=f"array '{name}' (VCF Zarr spec)", got="none",
+                                  fix="re-create it with vcf2zarr convert")
+        self._gt = self._array("call_genotype")
+        n_var, n_samples, ploidy = (tuple(self._gt.shape) + (0, 0, 0))[:3]
+        if self._gt.ndim != 3 or ploidy != 2 or np.dtype(self._gt.dtype).kind != "i":
+            raise FormatError(
+                "VCF Zarr call_genotype is not diploid integer calls",
+                where=f"{self.path}:call_genotype",
+                expected="int array (variants, samples, ploidy 2)",
+                got=f"{self._gt.dtype} shape {tuple(self._gt.shape)}",
+                fix="give vcf2zarr convert --ploidy 2 (haploid calls are kept as [a, -2])")
+        self.n_variants, self.n_samples = int(n_var), int(n_samples)
+        alleles = self._array("variant_allele")
+        if alleles.ndim != 2 or alleles.shape[0] != self.n_variants:
+            raise FormatError("VCF Zarr variant_allele has the wrong shape",
+                              where=f"{self.path}:variant_allele",
+                              expected=f"({self.n_variants}, alleles)",
+                              got=str(tuple(alleles.shape)))
+        for name, want in (("variant_position", (self.n_variants,)),
+                           ("variant_contig", (self.n_variants,)),
+                           ("sample_id", (self.n_samples,))):
+            if tuple(self._array(name).shape) != want:
+                raise FormatError("VCF Zarr array has the wrong shape",
+                                  where=f"{self.path}:{name}", expected=str(want),
+                                  got=str(tuple(self._array(name).shape)))
+        if alleles.shape[1] > 2:
+            extra = _as_str_array(alleles[:, 2:])
+            n_multi = int(np.count_nonzero((extra != "").any(axis=1)))
+            if n_multi:
+                raise FormatError(
+                    "VCF Zarr store has multi-allelic variants",
+                    where=f"{self.path}:variant_allele", expected="biallelic variants",
+                    got=f"{n_multi} variants with more than one ALT allele",
+                    fix="split them before conversion (bcftools norm -m-any IN.vcf.gz "
+                        "-Oz -o SPLIT.vcf.gz; vcf2zarr convert SPLIT.vcf.gz OUT.vcz)")
+        self.attrs = {
+            **{k: v for k, v in attrs.items() if k != "vcf_meta_information"},
+            "format": "vcf_zarr", "source_format": "VCF Zarr",
+            "source": str(attrs.get("source", self.path.name)),
+            "n_samples": self.n_samples, "n_variants": self.n_variants,
+        }
+
+    @functools.cached_property
+    def contig(self) -> np.ndarray:
+        """Contig of each variant, ``(n_variants,)`` str (from ``contig_id``)."""
+        names = _as_str_array(self._read("contig_id"))
+        idx = self._read("variant_contig").astype(np.int64)
+        if idx.size and (idx.min() < 0 or idx.max() >= names.size):
+            raise FormatError("VCF Zarr variant_contig points outside contig_id",
+                              where=f"{self.path}:variant_contig",
+                              expected=f"indices in [0, {names.size})", got="an index outside")
+        return names[idx] if idx.size else np.zeros(0, dtype="<U1")
+
+    @functools.cached_property
+    def variant_id(self) -> np.ndarray:
+        """Variant IDs (``'.'`` where missing)."""
+        if "variant_id" not in self._group:
+            return np.full(self.n_variants, ".", dtype="<U1")
+        ids = _as_str_array(self._read("variant_id"))
+        missing = ids == ""
+        if "variant_id_mask" in self._group:
+            missing |= self._read("variant_id_mask").astype(bool)
+        return np.where(missing, ".", ids) if missing.any() else ids
+
+    @functools.cached_property
+    def _alleles(self) -> np.ndarray:
+        a = _as_str_array(self._array("variant_allele")[:, :2])
+        if a.shape[1] < 2:
+            a = np.concatenate([a, np.full((a.shape[0], 1), "", dtype=a.dtype)], axis=1)
+        return np.where(a == "", ".", a)
+
+
+def open_vcf_zarr(path: str | os.PathLike[str]) -> GenotypeStore:
+    """Open a VCF Zarr store (as written by bio2zarr's ``vcf2zarr``) as a genotype store.
+
+    :func:`open_genotypes` calls this for a folder whose attributes carry
+    ``vcf_zarr_version``; QC and GWAS then read it without a copy.
+
+    Raises
+    ------
+    FormatError
+        If the store is not VCF Zarr of a known version, lacks a required array, or holds
+        multi-allelic or non-diploid data.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> open_vcf_zarr(tempfile.mkdtemp())
+    Traceback (most recent call last):
+    ...
+    secured_bio.errors.FormatError: not a VCF Zarr store [...]...
+    """
+    p = Path(path)
+    attrs = _vcf_zarr_attrs(p)
+    if attrs is None:
+        raise FormatError("not a VCF Zarr store", where=str(p),
+                          expected="a zarr group with the attribute vcf_zarr_version",
+                          got="none", fix="convert a VCF with: vcf2zarr convert IN.vcf.gz OUT.vcz")
+    version = str(attrs.get("vcf_zarr_version"))
+    if version not in VCF_ZARR_VERSIONS:
+        raise FormatError(
+            "VCF Zarr version not supported", where=f"{p}: attribute 'vcf_zarr_version'",
+            expected=" or ".join(VCF_ZARR_VERSIONS), got=repr(version)[:20],
+            fix="upgrade secured_bio, or re-create the store with bio2zarr 0.2",
+        )
+    return _VcfZarrStore(p, attrs)
+
+
 def _check_attrs(path: Path, attrs: dict[str, Any]) -> None:
     fmt = attrs.get("format")
     if fmt != FORMAT_NAME:
@@ -533,7 +690,9 @@ def open_genotypes(path: str | os.PathLike[str], **ingest_options: Any) -> Genot
     Parameters
     ----------
     path
-        A store folder written by :func:`~secured_bio.genomics.ingest_vcf`, or a VCF/BCF
+        A store folder written by :func:`~secured_bio.genomics.ingest_vcf`, a VCF Zarr
+        store (bio2zarr's ``vcf2zarr convert``, read in place by :func:`open_vcf_zarr`),
+        or a VCF/BCF
         file (``.vcf``, ``.vcf.gz``, ``.vcf.bgz``, ``.bcf``).  A VCF is ingested into a
         temporary folder owned by the returned object and deleted by
         :meth:`GenotypeStore.close` or when the object is garbage-collected.
@@ -594,6 +753,8 @@ def open_genotypes(path: str | os.PathLike[str], **ingest_options: Any) -> Genot
     if ingest_options:
         raise ConfigError("ingest options apply to VCF input only", where=str(p),
                           got=", ".join(sorted(ingest_options)))
+    if _vcf_zarr_attrs(p) is not None:  # VCF Zarr (bio2zarr, sgkit): read as it is
+        return open_vcf_zarr(p)
     attrs = _read_group_meta(p)
     _check_attrs(p, attrs)
     store = GenotypeStore(p)

@@ -309,8 +309,8 @@ def test_gwas__real_genotypes_equal_plink2_glm(tmp_path: Path, eur: Calls, test:
 
 def test_real_vcf_dir__missing_files_fail_instead_of_skipping(monkeypatch, tmp_path: Path
                                                               ) -> None:
-    import conftest
-
-    monkeypatch.setattr(conftest, "REAL_VCF_DIR", tmp_path)
+    # patch the module that defines real_vcf_dir (the tests' conftest may be imported twice,
+    # once by pytest and once as a plain module, depending on which tests ran first)
+    monkeypatch.setitem(real_vcf_dir.__globals__, "REAL_VCF_DIR", tmp_path)
     with pytest.raises(pytest.fail.Exception, match=r"apt-get install bio-eagle-examples"):
         real_vcf_dir()

@@ -271,7 +271,8 @@ def federated_metrics(result: Any, *, pilot: str, opts: Mapping[str, Any],
 
     ``federated`` and ``per_site`` come from Flower's final evaluate round (each site scores
     the global model on its own held-out rows; ``federated`` is their row-weighted mean, not a
-    pooled score); what needs pooled rows (``centralized``, ``fairness``, AUPRC) is None.
+    pooled score); what needs pooled rows (``centralized``, ``fairness``,
+    ``fairness_summary``, AUPRC) is None.
     """
     from secured_bio.pilots._registry import _metrics_doc, get_pilot
 
@@ -293,6 +294,8 @@ def federated_metrics(result: Any, *, pilot: str, opts: Mapping[str, Any],
         "per_site": per_site,
         "per_site_flower": result.per_site,
         "fairness": None,
+        # needs the pooled held-out rows and their groups, which never reach the hub
+        "fairness_summary": None,
         "rounds": result.rounds,
         "dp": result.dp,
         "secagg": result.secagg,
